@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(TORCH_PINS) 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import torch, torchvision"
+	$(PIP) install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import manifpt, faiss, sklearn"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/manifpt demo --out runs/demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/projection.py --out runs/bench/projection.json
+
+clean:
+	rm -rf $(VENV) runs build src/*.egg-info

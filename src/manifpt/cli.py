@@ -1,0 +1,118 @@
+"""`manifpt` command line: a thin Typer shell over the library (no logic lives here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="ManiFPT: which generative model made an image, and which design choice left the trace.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+artifacts_app = typer.Typer(help="Compute, inspect and plot ManiFPT artifacts.")
+app.add_typer(artifacts_app, name="artifacts")
+console = Console()
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs (values parsed as YAML scalars) → dict."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"expected key=value, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@artifacts_app.callback(invoke_without_command=True)
+def artifacts(
+    ctx: typer.Context,
+    real: Annotated[Path | None, typer.Option(help="Folder of real images (the manifold).")] = None,
+    generated: Annotated[Path | None, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")] = None,
+    space: Annotated[str, typer.Option(help="Embedding space: rgb, freq, sl, ssl.")] = "rgb",
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE (off by default).")] = None,
+    space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
+    backend: Annotated[str, typer.Option(help="Search engine: auto, faiss, torch.")] = "auto",
+    shard_size: Annotated[int, typer.Option(help="Images per shard (resume granularity).")] = 2048,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Compute artifacts of every generated image against the real manifold (resumable)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if real is None or generated is None or out is None:
+        raise typer.BadParameter("--real, --generated and --out are required")
+    from .pipeline import artifacts_for_folders
+
+    store = artifacts_for_folders(real, generated, space, out, space_options=parse_options(space_opt),
+                                  size=size, backend=backend, shard_size=shard_size, show_progress=not quiet)
+    print_summary(store.root)
+
+
+@artifacts_app.command("show")
+def artifacts_show(directory: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Summarise an artifact directory."""
+    print_summary(directory, as_json)
+
+
+def print_summary(directory: Path, as_json: bool = False) -> None:
+    from .store import ArtifactStore
+
+    store = ArtifactStore(directory)
+    summary = store.summarise()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    man = store.manifest
+    t = Table(title=f"{directory}: {summary['n']} artifacts, space {man['space']} "
+                    f"({summary['dim']}-d), real set {man['real']['n']} images")
+    for col in ("model", "n", "‖a‖ mean", "‖a‖ median", "‖a‖ p95", "‖a‖ max", "distinct x*", "a = 0"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for model, s in summary["models"].items():
+        t.add_row(model, str(s["n"]), f"{s['artifact_norm_mean']:.4g}", f"{s['artifact_norm_median']:.4g}",
+                  f"{s['artifact_norm_p95']:.4g}", f"{s['artifact_norm_max']:.4g}", str(s["distinct_nn"]),
+                  str(s["zero_artifacts"]))
+    console.print(t)
+    bad = store.bad_files()
+    if bad:
+        console.print(f"[yellow]{len(bad)} file(s) skipped[/yellow] (see {directory}/bad_files.csv):")
+        for b in bad[:10]:
+            console.print(f"  {b.path}: {b.reason}")
+
+
+@artifacts_app.command("figure")
+def artifacts_figure(directory: Path, out: Annotated[Path, typer.Option(help="PNG to write.")],
+                     per_model: Annotated[int, typer.Option(help="Examples per model.")] = 2) -> None:
+    """Triplets (x_G, x*, artifact) per model, as in the paper's Fig. 3–5."""
+    from .figures import triplet_figure
+
+    console.print(f"wrote {triplet_figure(directory, out, per_model)}")
+
+
+@app.command("spaces")
+def spaces() -> None:
+    """List the registered embedding spaces."""
+    from .spaces import list_spaces
+
+    for name in list_spaces():
+        typer.echo(name)
+
+
+@app.command("check")
+def check(folder: Path, size: Annotated[int | None, typer.Option()] = None) -> None:
+    """Scan a folder of images and report the files that would be skipped, with the reason."""
+    from .data import ImageSet
+
+    s = ImageSet.from_folder(folder, size=size)
+    console.print(f"{folder}: {len(s)} usable images of shape {s.shape}, {len(s.bad)} skipped")
+    for b in s.bad:
+        console.print(f"  {b.path}: {b.reason}")
+
+
+if __name__ == "__main__":
+    app()

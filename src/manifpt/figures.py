@@ -1,0 +1,79 @@
+"""Artifact figures in the style of the paper's Fig. 3–5: (x_G, x*, artifact) per model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .data import read_image
+from .spaces.pixel import log_spectrum
+from .store import ArtifactStore
+
+
+def _show(ax: plt.Axes, img: np.ndarray, title: str | None = None, cmap: str | None = None) -> None:
+    ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def signed_to_unit(a: np.ndarray) -> np.ndarray:
+    """Map a signed artifact to [0, 1] with 0 → 0.5, scaled by its largest magnitude."""
+    m = float(np.abs(a).max())
+    return np.clip(0.5 + a / (2 * m), 0, 1) if m > 0 else np.full_like(a, 0.5, dtype=np.float64)
+
+
+def chw_to_display(x: np.ndarray) -> np.ndarray:
+    return x[0] if x.shape[0] == 1 else np.transpose(x, (1, 2, 0))
+
+
+def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -> Path:
+    """One row per example: x_G, its nearest real x*, and the artifact (image or vector)."""
+    store = ArtifactStore(Path(store_dir))
+    man = store.manifest
+    rows = store.table()
+    space = man["space"]
+    shape = man["image_shape"]
+    channels = 1 if len(shape) == 2 else 3
+    picks = []
+    for model in man["models"]:
+        idx = [i for i, r in enumerate(rows) if r["model"] == model][:per_model]
+        picks.extend(idx)
+    art = store.artifacts(np.array(picks, np.int64))
+    freq = space == "freq"
+    ncol = 5 if freq else 3
+    fig, axes = plt.subplots(len(picks), ncol, figsize=(1.9 * ncol, 1.9 * len(picks)), squeeze=False)
+    gen_root, real_root = Path(man["generated"]["root"]), Path(man["real"]["root"])
+    for r, (i, a) in enumerate(zip(picks, art, strict=True)):
+        row = rows[i]
+        xg = read_image(gen_root / row["path"], channels, man["generated"]["resize"])
+        xs = read_image(real_root / row["nn_path"], channels, man["real"]["resize"])
+        ax = axes[r]
+        _show(ax[0], xg, f"{row['model']}: $x_G$" if r == 0 or rows[picks[r - 1]]["model"] != row["model"]
+              else "$x_G$", "gray")
+        _show(ax[1], xs, f"$x^*$ (d²={float(row['nn_sqdist']):.3g})", "gray")
+        if freq:
+            for c, x, name in ((2, xg, "$F(x_G)$"), (3, xs, "$F(x^*)$")):
+                chw = (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)) / 255.0
+                _show(ax[c], log_spectrum(chw).mean(0), name, "viridis")
+            _show(ax[4], a.reshape(man["artifact_shape"]).mean(0), "artifact (mean over C)", "coolwarm")
+        elif man["artifact_shape"]:
+            _show(ax[2], chw_to_display(signed_to_unit(a.reshape(man["artifact_shape"]))),
+                  f"artifact (‖a‖={float(row['artifact_norm']):.3g})", "gray")
+        else:
+            ax[2].plot(a, lw=0.4)
+            ax[2].set_title(f"artifact, {len(a)}-d (‖a‖={float(row['artifact_norm']):.3g})", fontsize=8)
+            ax[2].set_xticks([])
+    fig.suptitle(f"ManiFPT artifacts in {space.upper()} space", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

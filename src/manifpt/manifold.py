@@ -1,0 +1,211 @@
+"""The estimated data manifold: real images embedded in a space, with exact nearest-point projection.
+
+``Manifold(space).fit(real)`` embeds the real set (streamed in batches, stored on disk as a
+float32 memmap keyed by the real set's content hash and the space's settings, resumable) and builds
+an exact k-NN index (``search.ExactKNN``). ``project`` returns each image's nearest real sample;
+``artifacts`` returns ``embed(x_G) − embed(x*)`` (paper Sec. 2.2).
+
+A query image whose pixels are byte-identical to a real image takes that image's stored
+embedding, so real images in the real set have exactly zero artifact in every space, even where a
+CNN's float arithmetic depends on batch composition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cache_dir, hash_json, write_json
+from .data import ImageSource, as_source
+from .progress import progress
+from .search import ExactKNN, gather_rows
+from .spaces.base import Space
+
+EMB_FILE, HASH_FILE, META_FILE, DONE_FILE = "emb.f32", "pixhash.bin", "meta.json", "progress.json"
+
+
+def pixel_digests(images: np.ndarray) -> np.ndarray:
+    """16-byte digest of each image's decoded pixels (shape included), as uint8 N×16."""
+    shape = repr(images.shape[1:]).encode()
+    digests = b"".join(hashlib.blake2b(shape + np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
+                       for im in images)
+    return np.frombuffer(digests, np.uint8).reshape(len(images), 16)
+
+
+def embed_into(source: ImageSource, space: Space, emb: np.ndarray, hashes: np.ndarray, start: int,
+               batch_size: int, after_batch=None) -> None:
+    """Embed ``source[start:]`` batch by batch into ``emb`` / ``hashes`` (arrays or memmaps)."""
+    for lo in range(start, len(source), batch_size):
+        imgs = source.load(np.arange(lo, min(lo + batch_size, len(source))))
+        emb[lo:lo + len(imgs)] = space.embed(imgs)
+        hashes[lo:lo + len(imgs)] = pixel_digests(imgs)
+        if after_batch is not None:
+            after_batch(lo + len(imgs), len(imgs))
+
+
+@dataclass
+class Projection:
+    """Nearest real sample(s) of each query: indices into the real set and exact squared distances."""
+
+    index: np.ndarray  # int64 (N,) or (N, k)
+    sqdist: np.ndarray  # float32, same shape
+
+
+class EmbeddingCache:
+    """A real set's embeddings on disk: ``<root>/<key>/emb.f32`` (memmap) + digests + meta.
+
+    Built under ``<key>.partial`` with a progress file updated after each flushed chunk, so a
+    killed run resumes where it stopped; renamed to ``<key>`` only when complete.
+    """
+
+    def __init__(self, root: Path, key: str, n: int, dim: int):
+        self.final, self.partial = root / key, root / f"{key}.partial"
+        self.n, self.dim = n, dim
+
+    @property
+    def complete(self) -> bool:
+        return (self.final / META_FILE).exists()
+
+    def open(self) -> tuple[np.memmap, np.ndarray]:
+        meta = json.loads((self.final / META_FILE).read_text())
+        if meta["n"] != self.n or meta["dim"] != self.dim:
+            raise ValueError(f"{self.final}: cache holds {meta['n']}×{meta['dim']}, expected {self.n}×{self.dim}")
+        emb = np.memmap(self.final / EMB_FILE, np.float32, "r", shape=(self.n, self.dim))
+        hashes = np.fromfile(self.final / HASH_FILE, np.uint8).reshape(self.n, 16)
+        return emb, hashes
+
+    def build(self, source: ImageSource, space: Space, batch_size: int, meta: dict, show: bool) -> None:
+        self.partial.mkdir(parents=True, exist_ok=True)
+        emb_path, hash_path, done_path = (self.partial / f for f in (EMB_FILE, HASH_FILE, DONE_FILE))
+        done = 0
+        if done_path.exists() and emb_path.exists() and hash_path.exists():
+            done = int(json.loads(done_path.read_text())["done"])
+        else:
+            for p in (emb_path, hash_path):
+                p.unlink(missing_ok=True)
+        mode = "r+" if done > 0 else "w+"
+        emb = np.memmap(emb_path, np.float32, mode, shape=(self.n, self.dim))
+        hashes = np.memmap(hash_path, np.uint8, mode, shape=(self.n, 16))
+        bar = progress(total=self.n, desc=f"embed real set ({space.name})", disable=not show, unit="img")
+        bar.update(done)
+
+        def checkpoint(done: int, n: int) -> None:
+            emb.flush()
+            hashes.flush()
+            write_json(done_path, {"done": done})
+            bar.update(n)
+
+        with bar:
+            embed_into(source, space, emb, hashes, done, batch_size, checkpoint)
+        emb.flush()
+        hashes.flush()
+        write_json(self.partial / META_FILE, {**meta, "n": self.n, "dim": self.dim})
+        done_path.unlink()
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.partial, self.final)
+
+
+class Manifold:
+    """Real images in an embedding space, with exact Euclidean projection.
+
+    Parameters
+    ----------
+    space: the embedding space (``get_space(...)``).
+    cache: directory for real-set embeddings; ``None`` uses ``$MANIFPT_CACHE/embeddings``;
+        ``False`` keeps them in memory only.
+    backend: nearest-neighbour engine, ``auto`` (torch GEMM on GPU, FAISS on CPU), ``faiss``, ``torch``.
+    """
+
+    def __init__(self, space: Space, *, cache: str | Path | bool | None = None, backend: str = "auto",
+                 batch_size: int = 512, query_chunk: int = 4096, show_progress: bool = True):
+        self.space, self.cache, self.backend = space, cache, backend
+        self.batch_size, self.query_chunk, self.show_progress = batch_size, query_chunk, show_progress
+
+    # -- fit --------------------------------------------------------------------------
+    def fit(self, real: ImageSource | np.ndarray) -> Manifold:
+        """Fit the space if it learns from real data (SSL), embed the real set, index it."""
+        src = as_source(real)
+        if len(src) == 0:
+            raise ValueError("the real set is empty")
+        self.space.fit(src)
+        self.real_ = src
+        self.image_shape_ = tuple(src.shape)
+        dim = self.space.dim(self.image_shape_)
+        meta = {"space": self.space.name, "settings": self.space.settings(), "real": src.fingerprint(),
+                "image_shape": list(self.image_shape_)}
+        self.key_ = hash_json(meta)
+        if self.cache is False:
+            emb = np.empty((len(src), dim), np.float32)
+            hashes = np.empty((len(src), 16), np.uint8)
+            embed_into(src, self.space, emb, hashes, 0, self.batch_size)
+        else:
+            root = Path(self.cache) if isinstance(self.cache, (str, Path)) else cache_dir() / "embeddings"
+            entry = EmbeddingCache(root, self.key_, len(src), dim)
+            if not entry.complete:
+                entry.build(src, self.space, self.batch_size, meta, self.show_progress)
+            emb, hashes = entry.open()
+            self.cache_path_ = entry.final
+        self.embeddings_ = emb
+        self._hash_index = {}
+        for i, h in enumerate(hashes):
+            self._hash_index.setdefault(h.tobytes(), i)
+        self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
+        return self
+
+    # -- projection -------------------------------------------------------------------
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embed query images; pixel-identical copies of real images get the stored real embedding."""
+        images = np.asarray(images)
+        if tuple(images.shape[1:]) != self.image_shape_:
+            raise ValueError(f"images have shape {images.shape[1:]}, the real set {self.image_shape_}")
+        emb = self.space.embed(images)
+        for j, h in enumerate(pixel_digests(images)):
+            i = self._hash_index.get(h.tobytes())
+            if i is not None:
+                emb[j] = self.embeddings_[i]
+        return emb
+
+    def project_embeddings(self, emb: np.ndarray, k: int = 1) -> Projection:
+        d, i = self.index_.search(emb, k)
+        return Projection(i[:, 0], d[:, 0]) if k == 1 else Projection(i, d)
+
+    def project(self, images: ImageSource | np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Exact nearest real sample of each image: (index int64 (N,), squared distance float32 (N,))."""
+        p = self._run(images, k)[1]
+        return p.index, p.sqdist
+
+    def artifacts(self, images: ImageSource | np.ndarray) -> np.ndarray:
+        """a = embed(x_G) − embed(x*), float32 N×D."""
+        return self._run(images, 1)[2]
+
+    def transform(self, images: ImageSource | np.ndarray) -> tuple[np.ndarray, Projection, np.ndarray]:
+        """(embeddings, projection, artifacts) in one pass."""
+        return self._run(images, 1)
+
+    def _run(self, images: ImageSource | np.ndarray, k: int) -> tuple[np.ndarray, Projection, np.ndarray]:
+        src = as_source(images)
+        n = len(src)
+        dim = self.embeddings_.shape[1]
+        embs = np.empty((n, dim), np.float32)
+        idx = np.empty((n, k), np.int64)
+        dist = np.empty((n, k), np.float32)
+        for lo in range(0, n, self.query_chunk):
+            e = self.embed(src.load(np.arange(lo, min(lo + self.query_chunk, n))))
+            p = self.project_embeddings(e, k)
+            embs[lo:lo + len(e)] = e
+            idx[lo:lo + len(e)] = p.index.reshape(len(e), k)
+            dist[lo:lo + len(e)] = p.sqdist.reshape(len(e), k)
+        proj = Projection(idx[:, 0], dist[:, 0]) if k == 1 else Projection(idx, dist)
+        return embs, proj, embs - gather_rows(self.embeddings_, idx[:, 0])
+
+    def real_path(self, index: int) -> str:
+        """Path of real sample ``index`` (or ``'#index'`` for in-memory real sets)."""
+        paths = getattr(self.real_, "paths", None)
+        return str(paths[index]) if paths is not None else f"#{index}"

@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated cache per test session, real photo patches, folder builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from manifpt.datasets import photo_patches
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MANIFPT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("MANIFPT_QUIET", "1")
+
+
+@pytest.fixture(scope="session")
+def patches() -> np.ndarray:
+    """1,500 real 32×32 RGB photo patches (scikit-image / scikit-learn photos)."""
+    return photo_patches(1500, 32, seed=0)
+
+
+def write_images(folder: Path, images: np.ndarray, prefix: str = "img") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, im in enumerate(images):
+        p = folder / f"{prefix}{i:05d}.png"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    return paths
+
+
+def plant(images: np.ndarray, kind: str, strength: float = 24.0) -> np.ndarray:
+    """Add a known generator-like artifact to real images (a stand-in for a generative model)."""
+    x = images.astype(np.float32)
+    h, w = x.shape[1:3]
+    yy, xx = np.mgrid[0:h, 0:w]
+    if kind == "checker":  # transposed-convolution checkerboard
+        pat = np.where((yy + xx) % 2 == 0, 1.0, -1.0)
+    elif kind == "stripes":  # periodic pattern at 1/4 of the sampling rate
+        pat = np.cos(2 * np.pi * xx / 4)
+    elif kind == "grid":  # 8-pixel block grid (upsampling seams)
+        pat = np.where((yy % 8 == 0) | (xx % 8 == 0), 1.0, -0.2)
+    else:
+        raise ValueError(kind)
+    pat = pat[None, :, :, None] if x.ndim == 4 else pat[None]
+    return np.clip(np.rint(x + strength * pat), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory: pytest.TempPathFactory, patches: np.ndarray) -> tuple[Path, Path]:
+    """REAL/ (1,000 patches) and GENERATED/<3 models>/ (planted artifacts on disjoint patches)."""
+    root = tmp_path_factory.mktemp("sets")
+    real, gen = root / "real", root / "gen"
+    write_images(real, patches[:1000])
+    for j, kind in enumerate(("checker", "stripes", "grid")):
+        write_images(gen / f"m_{kind}", plant(patches[1000 + 100 * j:1100 + 100 * j], kind))
+    (gen / "models.yaml").write_text(
+        "models:\n"
+        "  m_checker: {family: GAN, upsampling: transposed_conv}\n"
+        "  m_stripes: {family: VAE, upsampling: nearest}\n"
+        "  m_grid: {family: GAN, upsampling: nearest}\n")
+    return real, gen

@@ -1,0 +1,96 @@
+"""Exact k-NN: equal to a float64 brute-force reference, including near ties and the fallback path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from manifpt import get_space
+from manifpt.search import ExactKNN, error_bound_coeff
+
+
+def brute_force(q: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Independent reference: float64 pairwise distances, stable sort (ties → lowest index)."""
+    b64 = base.astype(np.float64)
+    d = np.stack([((b64 - x) ** 2).sum(1) for x in q.astype(np.float64)])
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize(("dim", "k"), [(784, 1), (3072, 1), (64, 5)])
+def test_random_data_matches_float64_reference(backend: str, dim: int, k: int) -> None:
+    rng = np.random.default_rng(dim + k)
+    base = rng.random((1500, dim), dtype=np.float32)
+    q = rng.random((120, dim), dtype=np.float32)
+    knn = ExactKNN(backend, device="cpu").fit(base)
+    d, i = knn.search(q, k)
+    ref_d, ref_i = brute_force(q, base, k)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-6)
+
+
+def test_real_photo_embeddings_match_reference(patches: np.ndarray) -> None:
+    """Real data (photo patches) in RGB and FREQ: same nearest neighbour as float64 brute force."""
+    real, gen = patches[:1000], patches[1000:1200]
+    for name in ("rgb", "freq"):
+        sp = get_space(name)
+        base, q = sp.embed(real), sp.embed(gen)
+        d, i = ExactKNN("faiss").fit(base).search(q, 1)
+        ref_d, ref_i = brute_force(q, base, 1)
+        np.testing.assert_array_equal(i, ref_i, err_msg=name)
+        np.testing.assert_allclose(d, ref_d.astype(np.float32), rtol=1e-6)
+
+
+def test_near_ties_below_float32_resolution_are_resolved_exactly() -> None:
+    """Base points whose distances to the query differ by less than float32 GEMM error."""
+    rng = np.random.default_rng(1)
+    dim = 512
+    q = (rng.random((1, dim)) * 100).astype(np.float32)
+    base = np.repeat(q, 40, axis=0) + 10.0  # all at the same large offset ...
+    for j in range(40):  # ... then nudge single coordinates by one float32 ulp each
+        base[j, j] = np.nextafter(base[j, j], np.float32(np.inf) if j % 2 else np.float32(-np.inf))
+    base = np.concatenate([rng.random((500, dim), dtype=np.float32) * 100, base]).astype(np.float32)
+    knn = ExactKNN("faiss", candidates=4).fit(base)
+    _, i = knn.search(q, 3)
+    _, ref_i = brute_force(q, base, 3)
+    np.testing.assert_array_equal(i, ref_i)
+    assert knn.stats.fallbacks >= 1, "this construction must exercise the certified fallback path"
+
+
+def test_duplicates_tie_to_lowest_index() -> None:
+    rng = np.random.default_rng(2)
+    base = rng.random((200, 32), dtype=np.float32)
+    base[150] = base[40]
+    base[199] = base[40]
+    d, i = ExactKNN("faiss").fit(base).search(base[[199, 40, 150]], 1)
+    assert i[:, 0].tolist() == [40, 40, 40]
+    assert d[:, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_torch_and_faiss_agree_and_memmap_base(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    arr = rng.standard_normal((2000, 96)).astype(np.float32)
+    mm = np.memmap(tmp_path / "b.f32", np.float32, "w+", shape=arr.shape)
+    mm[:] = arr
+    q = rng.standard_normal((100, 96)).astype(np.float32)
+    a = ExactKNN("faiss").fit(mm).search(q, 4)
+    b = ExactKNN("torch", device="cpu", base_chunk=300).fit(arr).search(q, 4)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_error_bound_coefficient_is_rigorous_gamma() -> None:
+    u = 2.0**-24
+    assert error_bound_coeff(1000) > 1003 * u
+    assert error_bound_coeff(1000) < 1.1 * 1011 * u
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError):
+        ExactKNN().fit(np.zeros((3, 4), np.float64))
+    knn = ExactKNN("faiss").fit(np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="queries must be"):
+        knn.search(np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="unknown search backend"):
+        ExactKNN("annoy").fit(np.zeros((3, 4), np.float32))
