@@ -51,11 +51,13 @@ def test_near_ties_below_float32_resolution_are_resolved_exactly() -> None:
     for j in range(40):  # ... then nudge single coordinates by one float32 ulp each
         base[j, j] = np.nextafter(base[j, j], np.float32(np.inf) if j % 2 else np.float32(-np.inf))
     base = np.concatenate([rng.random((500, dim), dtype=np.float32) * 100, base]).astype(np.float32)
-    knn = ExactKNN("faiss", candidates=4).fit(base)
-    _, i = knn.search(q, 3)
     _, ref_i = brute_force(q, base, 3)
-    np.testing.assert_array_equal(i, ref_i)
-    assert knn.stats.fallbacks >= 1, "this construction must exercise the certified fallback path"
+    full = ExactKNN("faiss", candidates=4).fit(base)  # 40 near-ties > 4 candidates: full-row fallback
+    np.testing.assert_array_equal(full.search(q, 3)[1], ref_i)
+    assert full.stats.fallbacks == 1 and full.stats.refined_pairs >= 40
+    wide = ExactKNN("faiss", candidates=64).fit(base)  # enough candidates: certified directly
+    np.testing.assert_array_equal(wide.search(q, 3)[1], ref_i)
+    assert wide.stats.fallbacks == 0
 
 
 def test_duplicates_tie_to_lowest_index() -> None:

@@ -8,34 +8,55 @@ three steps:
 1. **candidates**: the fast float32 engine returns the ``K > k`` approximately nearest points of
    each query, on vectors centred at the base mean (distances are translation-invariant and
    centring shrinks the norms that the rounding error scales with);
-2. **refine**: the candidates' distances are recomputed exactly (float64 on the stored float32
-   vectors) and sorted by (distance, index), i.e. ties go to the lowest index like ``np.argmin``;
-3. **certify**: with the rigorous bound ``|d̃ − d| ≤ b = (γ_{D+3} + 4u)(‖x_c‖ + max‖y_c‖)²`` on the
-   float32 error (u = 2⁻²⁴, γ_n = nu/(1 − nu)), every point outside the candidates has true
-   distance ≥ d̃_K − b. If that exceeds the k-th refined distance, the answer is proven exact.
-   Otherwise (rare) the query's full approximate row is recomputed and every point with
-   d̃ ≤ t̃_k + 2b (t̃_k: the k-th smallest approximate distance) is refined exactly, which always
-   contains the true k nearest.
+2. **bound**: the float32 error of each pair obeys the rigorous bound
+   ``|d̃ − d| ≤ b = (γ_{D+3} + 4u)(‖x_c‖ + ‖y_c‖)²`` (u = 2⁻²⁴, γ_n = nu/(1 − nu)). The k smallest
+   ``d̃ + b`` give U_k ≥ the true k-th distance, so only candidates with ``d̃ − b ≤ U_k`` can be in
+   the top k;
+3. **refine**: exactly those candidates get their distance recomputed exactly (float64 on the
+   stored float32 vectors) and are sorted by (distance, index): ties go to the lowest index, as
+   with ``np.argmin``;
+4. **certify**: every point outside the candidates has true distance ≥ d̃_K − b(‖x_c‖, max‖y_c‖).
+   (Tighter: points with ‖y_c‖ > ‖x_c‖ + √U_k are excluded by the reverse triangle inequality.)
+   If that exceeds U_k, the answer is proven exact. Otherwise (queries in dense clusters) the
+   query's full approximate row is computed, in batches, and the same bound selects every point
+   that can be in the top k.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 U32 = 2.0**-24
 
 
-def error_bound_coeff(dim: int) -> float:
-    """(γ_{D+3} + 4u) with a 1 % safety margin: multiplies (‖x_c‖ + R)² to bound float32 error."""
+#: λ of the probabilistic bound: it fails with probability ≤ 2n·exp(−λ²/2) ≈ 1e-33 per pair for n = 3072.
+PROB_LAMBDA = 13.0
+
+
+def error_bound_coeff(dim: int, bound: str = "rigorous") -> float:
+    """Times (‖x_c‖ + ‖y_c‖)² it bounds the float32 error of d̃ = ‖x‖² + ‖y‖² − 2⟨x, y⟩.
+
+    ``rigorous``: γ_{D+3} + 4u, the worst case over every summation order (Higham, Thm. 3.1).
+    ``probabilistic``: exp(λ√n·u + nu²/(1 − u)) − 1 + 4u with λ = 13 (Higham & Mary 2019, Thm. 3.1):
+    holds unless rounding errors conspire, with probability ≥ 1 − 2n·exp(−λ²(1 − u)²/2).
+    A 1 % safety margin is added to both.
+    """
     n = dim + 3
-    return 1.01 * (n * U32 / (1 - n * U32) + 4 * U32)
+    if bound == "rigorous":
+        gamma = n * U32 / (1 - n * U32)
+    elif bound == "probabilistic":
+        gamma = math.expm1(PROB_LAMBDA * math.sqrt(n) * U32 + n * U32**2 / (1 - U32))
+    else:
+        raise ValueError(f"unknown error bound '{bound}' (rigorous, probabilistic)")
+    return 1.01 * (gamma + 4 * U32)
 
 
 def exact_sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Σ (x − y)² in float64 along the last axis (broadcasting)."""
-    d = np.asarray(x, np.float64) - np.asarray(y, np.float64)
+    d = np.subtract(x, y, dtype=np.float64)
     return np.einsum("...i,...i->...", d, d)
 
 
@@ -44,8 +65,8 @@ class SearchStats:
     """How often the certificate held; exposed for benchmarks and tests."""
 
     queries: int = 0
-    fallbacks: int = 0
-    fallback_candidates: list[int] = field(default_factory=list)
+    fallbacks: int = 0  # queries that needed their full approximate row
+    refined_pairs: int = 0  # (query, point) pairs whose distance was computed exactly
 
 
 class ExactKNN:
@@ -56,9 +77,9 @@ class ExactKNN:
     int64 indices, both sorted ascending with ties broken by index.
     """
 
-    def __init__(self, backend: str = "auto", candidates: int = 16, device: str | None = None,
-                 query_chunk: int = 4096, base_chunk: int = 65536):
-        self.backend, self.candidates, self.device = backend, candidates, device
+    def __init__(self, backend: str = "auto", candidates: int = 32, bound: str = "rigorous",
+                 device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536):
+        self.backend, self.candidates, self.bound, self.device = backend, candidates, bound, device
         self.query_chunk, self.base_chunk = query_chunk, base_chunk
         self.stats = SearchStats()
 
@@ -73,9 +94,9 @@ class ExactKNN:
         self.centred_ = np.empty(base.shape, np.float32)
         for lo in range(0, len(base), self.base_chunk):
             np.subtract(base[lo:lo + self.base_chunk], self.mean_, out=self.centred_[lo:lo + self.base_chunk])
-        norms = np.sqrt(np.einsum("ij,ij->i", self.centred_, self.centred_, dtype=np.float64))
-        self.radius_ = float(norms.max())
-        self.coeff_ = error_bound_coeff(base.shape[1])
+        self.norms_ = np.sqrt(np.einsum("ij,ij->i", self.centred_, self.centred_, dtype=np.float64))
+        self.radius_ = float(self.norms_.max())
+        self.coeff_ = error_bound_coeff(base.shape[1], self.bound)
         self.backend_ = self._resolve_backend()
         if self.backend_ == "torch":
             import torch
@@ -145,58 +166,74 @@ class ExactKNN:
         n_base = len(self.base_)
         k = min(k, n_base)
         kc = min(max(self.candidates, 2 * k), n_base)
-        out_d = np.empty((len(queries), k), np.float32)
+        out_d = np.empty((len(queries), k), np.float64)
         out_i = np.empty((len(queries), k), np.int64)
         for lo in range(0, len(queries), self.query_chunk):
             x = queries[lo:lo + self.query_chunk]
             xc = x - self.mean_
+            xn = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
             approx, cand = self._approx_topk(xc, kc)
             approx = approx.astype(np.float64)
-            xn = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
-            bound = self.coeff_ * (xn + self.radius_) ** 2
-            # every true top-k point has d̃ ≤ t̃_k + 2b; points outside the candidates have d̃ ≥ d̃_K
-            limit = approx[:, k - 1] + 2 * bound
-            ok = (kc >= n_base) | (approx[:, -1] > limit)
-            exact = self._refine(x, cand, approx <= limit[:, None])
-            order = _sort_rows(exact, cand)[:, :k]
-            best_d = np.take_along_axis(exact, order, 1)
-            best_i = np.take_along_axis(cand, order, 1)
+            # exact distances of the k approximately nearest: their largest bounds the true k-th
+            first = exact_sqdist(x[:, None, :], self.base_[cand[:, :k].ravel()].reshape(len(x), k, -1))
+            mask, upper_k = self._plausible(approx, xn[:, None], self.norms_[cand], k, first.max(1))
+            # A point outside the candidates has d̃ ≥ d̃_K. If ‖y_c‖ > r = ‖x_c‖ + √U_k, the reverse
+            # triangle inequality gives d ≥ (‖y_c‖ − ‖x_c‖)² > U_k; otherwise d ≥ d̃_K − b(‖x_c‖, r).
+            # Either way, when d̃_K − b(‖x_c‖, min(r, R)) > U_k it cannot be in the top k.
+            r = np.minimum((xn + np.sqrt(upper_k)) * (1 + 1e-6), self.radius_)
+            ok = (kc >= n_base) | (approx[:, -1] - self.coeff_ * (xn + r) ** 2 > upper_k)
+            qi, ci = np.nonzero(mask & ok[:, None])
+            d, i = self._best_pairs(x, qi, cand[qi, ci], len(x), k)
+            todo = np.flatnonzero(~ok)
             self.stats.queries += len(x)
-            for j in np.flatnonzero(~ok):
-                best_d[j], best_i[j] = self._fallback(x[j], xc[j], bound[j], k)
-            out_d[lo:lo + len(x)] = best_d
-            out_i[lo:lo + len(x)] = best_i
-        return out_d, out_i
+            self.stats.fallbacks += len(todo)
+            for j0 in range(0, len(todo), 256):  # uncertified: full approximate rows, in batches
+                sel = todo[j0:j0 + 256]
+                rows = self._approx_rows(xc[sel]).astype(np.float64)
+                qi, idx = np.nonzero(self._plausible(rows, xn[sel, None], self.norms_[None], k, upper_k[sel])[0])
+                d[sel], i[sel] = self._best_pairs(x[sel], qi, idx, len(sel), k)
+            out_d[lo:lo + len(x)] = d
+            out_i[lo:lo + len(x)] = i
+        return out_d.astype(np.float32), out_i
 
-    def _refine(self, x: np.ndarray, cand: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Exact distances for the masked (query, candidate) pairs; +inf elsewhere."""
-        exact = np.full(cand.shape, np.inf)
-        qi, ci = np.nonzero(mask)
-        step = max(1, 2**22 // x.shape[1])
+    def _plausible(self, approx: np.ndarray, xn: np.ndarray, yn: np.ndarray, k: int,
+                   upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs that may be among the true k nearest, and U_k, an upper bound on the k-th true distance.
+
+        With b = coeff·(‖x_c‖ + ‖y_c‖)², every pair has d̃ − b ≤ d ≤ d̃ + b. U_k is the smaller of
+        ``upper`` (the largest exact distance of k known points) and the k-th smallest d̃ + b; a point
+        with d̃ − b > U_k cannot be in the top k. Each row keeps at least the k pairs that define U_k.
+        """
+        b = self.coeff_ * (xn + yn) ** 2
+        upper_k = np.minimum(np.partition(approx + b, k - 1, axis=-1)[..., k - 1], upper)
+        return approx - b <= upper_k[..., None], upper_k
+
+    def _best_pairs(self, x: np.ndarray, qi: np.ndarray, idx: np.ndarray, nq: int,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances of (query ``qi``, base ``idx``) pairs → k best per query, ties by index.
+
+        Rows of queries without pairs (handled elsewhere) are left as +inf / -1.
+        """
+        exact = np.empty(len(qi), np.float64)
+        step = max(1, 2**18 // x.shape[1])  # blocks that stay in cache: far faster than one big gather
         for lo in range(0, len(qi), step):
-            q, c = qi[lo:lo + step], cand[qi[lo:lo + step], ci[lo:lo + step]]
-            exact[q, ci[lo:lo + step]] = exact_sqdist(x[q], gather_rows(self.base_, c))
-        return exact
-
-    def _fallback(self, x: np.ndarray, xc: np.ndarray, bound: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self.stats.fallbacks += 1
-        row = self._approx_rows(xc[None])[0].astype(np.float64)
-        tk = np.partition(row, k - 1)[k - 1]
-        cand = np.flatnonzero(row <= tk + 2 * bound)
-        self.stats.fallback_candidates.append(len(cand))
-        exact = exact_sqdist(x[None], self.base_[cand])
-        order = np.lexsort((cand, exact))[:k]
-        return exact[order], cand[order]
+            sl = slice(lo, lo + step)
+            exact[sl] = exact_sqdist(x[qi[sl]], self.base_[idx[sl]])
+        self.stats.refined_pairs += len(qi)
+        order = np.lexsort((idx, exact, qi))
+        qi, exact, idx = qi[order], exact[order], idx[order]
+        best_d = np.full((nq, k), np.inf)
+        best_i = np.full((nq, k), -1, np.int64)
+        start = np.searchsorted(qi, np.arange(nq))
+        count = np.diff(np.append(start, len(qi)))
+        for j in range(k):
+            has = count > j
+            best_d[has, j] = exact[start[has] + j]
+            best_i[has, j] = idx[start[has] + j]
+        return best_d, best_i
 
 
 def gather_rows(base: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``base[idx]`` reading each needed row once, in order (kind to memory-mapped files)."""
     uniq, inv = np.unique(idx, return_inverse=True)
     return np.asarray(base[uniq])[inv.reshape(-1)] if len(idx) else np.empty((0, base.shape[1]), base.dtype)
-
-
-def _sort_rows(exact: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """Per-row argsort by (exact distance, index)."""
-    order = np.argsort(cand, axis=1, kind="stable")
-    by_d = np.argsort(np.take_along_axis(exact, order, 1), axis=1, kind="stable")
-    return np.take_along_axis(order, by_d, 1)
