@@ -89,7 +89,6 @@ def bench(d: int, n_real: int, n_query: int, repeats: int, sub: int, sub_loop: i
             times[f"{b}_search"].append(t_s)
             found[b] = mi[:, 0]
             stats[b] = {"fallbacks": knn.stats.fallbacks, "refined_pairs": knn.stats.refined_pairs}
-        del index
     med = {k: statistics.median(v) for k, v in times.items()}
     t_pq, ref_idx = timed(lambda: per_query(base, q[:sub]))
     real_t = torch.from_numpy(base)
