@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from manifpt.datasets import photo_patches
+from manifpt.demo import plant
 
 
 @pytest.fixture(autouse=True)
@@ -31,23 +32,6 @@ def write_images(folder: Path, images: np.ndarray, prefix: str = "img") -> list[
         Image.fromarray(im).save(p)
         paths.append(p)
     return paths
-
-
-def plant(images: np.ndarray, kind: str, strength: float = 24.0) -> np.ndarray:
-    """Add a known generator-like artifact to real images (a stand-in for a generative model)."""
-    x = images.astype(np.float32)
-    h, w = x.shape[1:3]
-    yy, xx = np.mgrid[0:h, 0:w]
-    if kind == "checker":  # transposed-convolution checkerboard
-        pat = np.where((yy + xx) % 2 == 0, 1.0, -1.0)
-    elif kind == "stripes":  # periodic pattern at 1/4 of the sampling rate
-        pat = np.cos(2 * np.pi * xx / 4)
-    elif kind == "grid":  # 8-pixel block grid (upsampling seams)
-        pat = np.where((yy % 8 == 0) | (xx % 8 == 0), 1.0, -0.2)
-    else:
-        raise ValueError(kind)
-    pat = pat[None, :, :, None] if x.ndim == 4 else pat[None]
-    return np.clip(np.rint(x + strength * pat), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="session")

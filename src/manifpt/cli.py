@@ -114,5 +114,15 @@ def check(folder: Path, size: Annotated[int | None, typer.Option()] = None) -> N
         console.print(f"  {b.path}: {b.reason}")
 
 
+@app.command("demo")
+def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo")) -> None:
+    """Run the main job offline on the embedded default data."""
+    from .demo import run_demo
+
+    for fig in run_demo(out):
+        print_summary(fig.parent / fig.stem.replace("triplets-", "artifacts-"))
+        console.print(f"figure: {fig}")
+
+
 if __name__ == "__main__":
     app()

@@ -15,8 +15,11 @@ from .spaces.pixel import log_spectrum
 from .store import ArtifactStore
 
 
-def _show(ax: plt.Axes, img: np.ndarray, title: str | None = None, cmap: str | None = None) -> None:
-    ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest")
+def _show(ax: plt.Axes, img: np.ndarray, title: str | None = None, cmap: str | None = None,
+          signed: bool = False) -> None:
+    lim = float(np.abs(img).max()) or 1.0
+    ax.imshow(img, cmap=cmap if img.ndim == 2 else None, interpolation="nearest",
+              vmin=-lim if signed else None, vmax=lim if signed else None)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -62,7 +65,7 @@ def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -
             for c, x, name in ((2, xg, "$F(x_G)$"), (3, xs, "$F(x^*)$")):
                 chw = (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)) / 255.0
                 _show(ax[c], log_spectrum(chw).mean(0), name, "viridis")
-            _show(ax[4], a.reshape(man["artifact_shape"]).mean(0), "artifact (mean over C)", "coolwarm")
+            _show(ax[4], a.reshape(man["artifact_shape"]).mean(0), "artifact (mean over C)", "coolwarm", signed=True)
         elif man["artifact_shape"]:
             _show(ax[2], chw_to_display(signed_to_unit(a.reshape(man["artifact_shape"]))),
                   f"artifact (‖a‖={float(row['artifact_norm']):.3g})", "gray")

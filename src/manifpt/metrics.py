@@ -1,0 +1,100 @@
+"""Evaluation metrics of the paper: accuracy (mean ± std), F1, recall, confusion, FD ratio, NMI.
+
+Fréchet distances are computed without a matrix square root of a product: for PSD S1, S2 the
+eigenvalues of S1·S2 are the squared singular values of S1^½·S2^½, and for sample covariances
+S = XᵀX/(n−1) (X centred) also of X1·X2ᵀ/√((n1−1)(n2−1)). So Tr (S1 S2)^½ is a nuclear norm,
+computed in whichever space (samples or features) is smaller: exact, real-valued and fast for the
+high-dimensional, few-sample features of per-class artifact sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import confusion_matrix, f1_score, normalized_mutual_info_score, recall_score
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    v = np.asarray(values, np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence) -> dict:
+    """Accuracy, macro-F1, per-class recall and the confusion matrix (rows: true, columns: predicted)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = list(labels)
+    return {
+        "accuracy": float((y_true == y_pred).mean()),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "recall": dict(zip(labels, recall_score(y_true, y_pred, labels=labels, average=None,
+                                                zero_division=0).tolist(), strict=True)),
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "labels": labels,
+    }
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((s + s.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """FD between N(mu1, s1) and N(mu2, s2): ‖mu1 − mu2‖² + Tr(s1 + s2 − 2 (s1 s2)^½)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    cross = np.linalg.svd(_psd_sqrt(s1) @ _psd_sqrt(s2), compute_uv=False).sum()
+    return float(max(0.0, ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * cross))
+
+
+def frechet_distance_features(x1: np.ndarray, x2: np.ndarray) -> float:
+    """FD between the Gaussians fitted to two feature sets (rows = samples; unbiased covariances)."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    n1, n2, d = len(x1), len(x2), x1.shape[1]
+    if n1 < 2 or n2 < 2:
+        raise ValueError(f"need at least 2 samples per set, got {n1} and {n2}")
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    c1, c2 = x1 - mu1, x2 - mu2
+    tr1, tr2 = (c1**2).sum() / (n1 - 1), (c2**2).sum() / (n2 - 1)
+    if n1 * n2 <= d * d:  # sample space: Tr (S1 S2)^½ = ‖X1 X2ᵀ‖_* / √((n1−1)(n2−1))
+        cross = np.linalg.svd(c1 @ c2.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    else:  # feature space
+        s1, s2 = c1.T @ c1 / (n1 - 1), c2.T @ c2 / (n2 - 1)
+        cross = np.linalg.svd(_psd_sqrt(s1) @ _psd_sqrt(s2), compute_uv=False).sum()
+    return float(max(0.0, ((mu1 - mu2) ** 2).sum() + tr1 + tr2 - 2 * cross))
+
+
+def fd_ratio(features: np.ndarray, labels: Sequence, seed: int = 0) -> dict:
+    """FD ratio (paper App. F.4; Yu et al. 2019): mean inter-class FD / mean intra-class FD.
+
+    Intra-class FD: each class's features split at random into two disjoint halves of equal size;
+    FD between the halves, averaged over classes. Inter-class FD: FD between every pair of different
+    classes, averaged over pairs.
+    """
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))
+    if len(classes) < 2:
+        raise ValueError("FD ratio needs at least two classes")
+    rng = np.random.default_rng(seed)
+    groups = {c: features[labels == c] for c in classes}
+    intra = []
+    for c in classes:
+        g = groups[c][rng.permutation(len(groups[c]))]
+        h = len(g) // 2
+        intra.append(frechet_distance_features(g[:h], g[h:2 * h]))
+    inter = [frechet_distance_features(groups[a], groups[b]) for a, b in combinations(classes, 2)]
+    mi, me = float(np.mean(intra)), float(np.mean(inter))
+    return {"intra": mi, "inter": me, "ratio": me / mi if mi > 0 else float("inf")}
+
+
+def kmeans_nmi(features: np.ndarray, labels: Sequence, seed: int = 0, n_init: int = 10) -> float:
+    """NMI between k-means clusters of ``features`` (k = number of label values) and the labels."""
+    labels = np.asarray(labels)
+    k = len(set(labels.tolist()))
+    clusters = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(
+        np.asarray(features, np.float64).reshape(len(features), -1))
+    return float(normalized_mutual_info_score(labels, clusters))
