@@ -114,6 +114,72 @@ def check(folder: Path, size: Annotated[int | None, typer.Option()] = None) -> N
         console.print(f"  {b.path}: {b.reason}")
 
 
+def print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    from .report import results_table
+
+    header, body = results_table(rows)
+    t = Table(title=title)
+    for h in header:
+        t.add_column(h, justify="left" if h in ("method", "space", "target", "metric") else "right")
+    for r in body:
+        t.add_row(*r)
+    console.print(t)
+
+
+@app.command("fit")
+def fit(
+    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
+    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    out: Annotated[Path, typer.Option(help="Run directory.")],
+    space: Annotated[str, typer.Option(help="Embedding space: rgb, freq, sl, ssl.")] = "rgb",
+    target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
+    arch: Annotated[str, typer.Option(help="auto, resnet50, resnet18, cifar_resnet, mlp, linear.")] = "auto",
+    epochs: Annotated[int, typer.Option()] = 40,
+    batch_size: Annotated[int, typer.Option()] = 64,
+    max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
+    space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
+    tsne: Annotated[bool, typer.Option(help="Draw t-SNE panels.")] = True,
+    allow_overlap: Annotated[bool, typer.Option(help="Allow evaluated images that are in the real set.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Artifacts (cached) → one attributor per seed → accuracy, F1, FD ratio, NMI, report."""
+    from .fit import FitConfig, fit_run
+
+    cfg = FitConfig(real=str(real), generated=str(generated), space=space, target=target,
+                    seeds=list(range(seeds)), arch=arch, epochs=epochs, batch_size=batch_size,
+                    max_per_class=max_per_class, size=size, space_options=parse_options(space_opt), tsne=tsne,
+                    allow_overlap=allow_overlap)
+    res = fit_run(cfg, out, show_progress=not quiet)
+    print_rows(res["rows"], f"{out}: {target} from {space.upper()} artifacts, chance "
+                            f"{100 / len(res['run']['classes']):.1f} %")
+    console.print(f"report: {out / 'report.html'}")
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Option(help="Run directory written by `manifpt fit`.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Attribute images with a fitted run: class, class probabilities, nearest real image."""
+    from .fit import predict_files
+
+    res = predict_files(model, [str(p) for p in inputs])
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+    else:
+        for r in res["predictions"]:
+            probs = ", ".join(f"{c}={p:.3f}" for c, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
+            console.print(f"{r['path']}: [bold]{r['predicted']}[/bold] ({r['probability']:.3f}); {probs}; "
+                          f"nearest real {r['nearest_real']} (d²={r['nn_sqdist']:.4g})")
+    for b in res["skipped"]:
+        console.print(f"[yellow]skipped[/yellow] {b['path']}: {b['reason']}")
+    if res["skipped"] and not res["predictions"]:
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo")) -> None:
     """Run the main job offline on the embedded default data."""

@@ -1,0 +1,198 @@
+"""The baseline-attributor interface and its registry (one registered class per prior method).
+
+A baseline is a scikit-learn classifier on images: ``fit(images, y)``, ``predict``,
+``predict_proba`` and ``features``, the method's own representation of an image (hand-crafted
+features, or a CNN's penultimate layer), which the evaluation uses for FD ratio and t-SNE exactly as
+the paper does for its Table 1 and Fig. 1. Every class states the paper it follows (``paper``) and
+every way it departs from it (``deviations``), so that a reported number can be traced to a recipe.
+
+Constructors only store their arguments (scikit-learn convention), so ``get_params``/``clone``
+work and a baseline can be re-fit on each split of an experiment. Hyper-parameters are chosen by a
+small stratified cross-validation *inside* ``fit``, on the training images only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted
+
+_REGISTRY: dict[str, type[Baseline]] = {}
+
+#: ITU-R BT.601 luma weights: what OpenCV's ``imread(path, 0)`` uses, i.e. the grayscale that the
+#: frequency baselines' reference code (Durall et al.) computes its spectra on.
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
+
+def register_baseline(name: str) -> Callable[[type[Baseline]], type[Baseline]]:
+    """Class decorator: make a baseline available as ``get_baseline(name)``."""
+
+    def deco(cls: type[Baseline]) -> type[Baseline]:
+        if name in _REGISTRY:
+            raise ValueError(f"baseline '{name}' is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def get_baseline(name: str, **kwargs: Any) -> Baseline:
+    """Instantiate a registered baseline by name (``mcclo18``, ``nataraj19``, ``durall20``, ``dzanic20``)."""
+    try:
+        cls = _REGISTRY[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown baseline '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+    return cls(**kwargs)
+
+
+def list_baselines() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def check_images(images: np.ndarray) -> np.ndarray:
+    """Validate the image contract: uint8 N×H×W (grayscale) or N×H×W×3 (RGB); N×H×W×1 → N×H×W."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8, got {images.dtype}")
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3):
+        return images
+    raise ValueError(f"expected N×H×W or N×H×W×3 uint8 images, got shape {images.shape}")
+
+
+def to_gray(images: np.ndarray) -> np.ndarray:
+    """uint8 N×H×W(×3) → float64 N×H×W grayscale (BT.601 luma for RGB, unrounded)."""
+    images = check_images(images)
+    if images.ndim == 3:
+        return images.astype(np.float64)
+    return images.astype(np.float64) @ np.asarray(LUMA_BT601)
+
+
+def cv_splitter(y: np.ndarray, seed: int, max_splits: int = 3) -> StratifiedKFold | None:
+    """A stratified k-fold over the training labels, or ``None`` when a class is too small to split."""
+    n_splits = min(max_splits, int(np.bincount(y).min()))
+    return StratifiedKFold(n_splits, shuffle=True, random_state=seed) if n_splits >= 2 else None
+
+
+def select_and_fit(estimator: BaseEstimator, grid: dict[str, list[Any]], X: np.ndarray, y: np.ndarray,
+                   seed: int, calibrate: bool = False) -> tuple[BaseEstimator, dict[str, Any]]:
+    """Pick ``grid``'s best point by stratified CV accuracy on (X, y), then fit it on all of (X, y).
+
+    ``calibrate=True`` wraps the chosen estimator in Platt scaling fitted on cross-validated decision
+    values (``CalibratedClassifierCV(ensemble=False)``, what ``SVC(probability=True)`` did before its
+    deprecation): the final classifier is still trained on all of (X, y). Returns the fitted
+    estimator and the chosen parameters.
+    """
+    cv = cv_splitter(y, seed)
+    if cv is None or all(len(v) == 1 for v in grid.values()):
+        best = {k: v[0] for k, v in grid.items()}
+    else:
+        search = GridSearchCV(estimator, grid, cv=cv, scoring="accuracy", refit=False, n_jobs=1)
+        best = search.fit(X, y).best_params_
+    model = clone(estimator).set_params(**best)
+    if calibrate:
+        if cv is None:
+            raise ValueError("probability calibration needs at least 2 training images of every class")
+        model = CalibratedClassifierCV(model, method="sigmoid", cv=cv, ensemble=False)
+    return model.fit(X, y), dict(best)
+
+
+def svm_classifier(seed: int) -> tuple[BaseEstimator, dict[str, list[Any]], bool]:
+    """Standardise → SVC; grid over kernel (linear, RBF) and C; Platt-calibrated probabilities."""
+    est = make_pipeline(StandardScaler(), SVC(random_state=seed))
+    grid = {"svc__kernel": ["linear", "rbf"], "svc__C": [0.1, 1.0, 10.0]}
+    return est, grid, True
+
+
+class Baseline(ClassifierMixin, BaseEstimator, ABC):
+    """A prior fingerprinting method as an image classifier with the scikit-learn estimator interface.
+
+    ``images``: uint8 N×H×W or N×H×W×3; ``y``: labels of any hashable type (kept in ``classes_``,
+    sorted, which is also the column order of ``predict_proba``). Subclasses implement ``features``
+    (the representation), ``_fit_codes`` (training on integer class codes) and ``_proba``.
+    """
+
+    name: ClassVar[str] = "?"
+    #: full citation of the paper the method follows
+    paper: ClassVar[str] = ""
+    #: every way this implementation departs from that paper (reported with the results)
+    deviations: ClassVar[list[str]] = []
+    #: ``True`` when ``features`` is learned (a CNN's penultimate layer) and so needs ``fit`` first
+    learned_features: ClassVar[bool] = False
+
+    @abstractmethod
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """The method's representation of each image: float32 N×F."""
+
+    @abstractmethod
+    def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
+        """Train on images with integer labels 0..K−1 (``self.classes_`` is already set)."""
+
+    @abstractmethod
+    def _proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities float64 N×K, columns in ``classes_`` order."""
+
+    def fit(self, images: np.ndarray, y: Any) -> Baseline:
+        images = check_images(images)
+        y = np.asarray(y)
+        if len(y) != len(images):
+            raise ValueError(f"{len(images)} images but {len(y)} labels")
+        enc = LabelEncoder().fit(y)
+        if len(enc.classes_) < 2:
+            raise ValueError("need at least two classes to fit an attributor")
+        self.classes_ = enc.classes_
+        try:
+            self._fit_codes(images, enc.transform(y).astype(np.int64))
+        except BaseException:
+            del self.classes_  # a failed fit must not look fitted
+            raise
+        return self
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self._proba(check_images(images))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The most probable class of each image (argmax of ``predict_proba``, so the two always agree)."""
+        return self.classes_[self.predict_proba(images).argmax(axis=1)]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable record of the method: name, paper, parameters and deviations."""
+        return {"baseline": self.name, "paper": self.paper, "params": self.get_params(),
+                "deviations": list(self.deviations)}
+
+
+class FeatureBaseline(Baseline):
+    """A hand-crafted representation followed by a scikit-learn classifier chosen by internal CV.
+
+    Subclasses implement ``features`` and ``_classifier`` (the estimator, its grid, and whether its
+    probabilities need calibration). ``best_params_`` records what the internal CV chose.
+    """
+
+    seed: int
+
+    @abstractmethod
+    def _classifier(self, n_train: int) -> tuple[BaseEstimator, dict[str, list[Any]], bool]:
+        """(estimator, parameter grid, calibrate probabilities?) for ``n_train`` training images."""
+
+    def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
+        est, grid, calibrate = self._classifier(len(codes))
+        self.model_, self.best_params_ = select_and_fit(est, grid, self.features(images), codes, self.seed,
+                                                        calibrate)
+
+    def _proba(self, images: np.ndarray) -> np.ndarray:
+        p = self.model_.predict_proba(self.features(images))
+        out = np.zeros((len(p), len(self.classes_)))
+        out[:, self.model_.classes_] = p  # the model saw codes 0..K−1; keep columns aligned regardless
+        return out

@@ -1,0 +1,139 @@
+"""Seeds × splits × methods: the evaluation protocol shared by ``fit``, ``compare`` and experiments.
+
+A *method* is anything that can be trained on some items and predict others (``Method``
+protocol): ManiFPT in one space (an ``Attributor`` on artifacts) or a prior fingerprint method (a
+baseline on images). ``evaluate`` trains every method on the same stratified split per seed, so
+every comparison is on identical data, and returns per-seed metrics plus the aggregated rows of
+``results.json``: ``{"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .metrics import classification_metrics, fd_ratio, kmeans_nmi, mean_std
+from .progress import progress
+from .splits import stratified_split
+
+
+class Method(Protocol):
+    """Trainable on item indices; ``name``/``space`` label its rows in the results."""
+
+    name: str
+    space: str
+
+    def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None: ...
+    def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]: ...
+    def features(self, idx: np.ndarray) -> np.ndarray: ...
+    def save(self, directory: Path) -> None: ...
+
+
+@dataclass
+class SeedResult:
+    method: str
+    space: str
+    seed: int
+    metrics: dict[str, Any]
+    fdr_features: dict[str, float] | None
+    test_idx: np.ndarray
+    proba: np.ndarray
+    classes: list[str]
+    features: np.ndarray | None = field(default=None, repr=False)
+
+
+def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[int],
+             fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), out: Path | None = None,
+             fdr_max_per_class: int = 500, keep_features: bool = False,
+             show_progress: bool = True) -> list[SeedResult]:
+    """Train and test every method on the same per-seed stratified splits."""
+    labels = np.asarray(labels).astype(str)
+    classes = sorted(set(labels.tolist()))
+    results = []
+    jobs = [(s, m) for s in seeds for m in methods]
+    for seed, method in progress(jobs, desc="fit", disable=not show_progress):
+        split = stratified_split(labels, fractions, seed)
+        method.fit(split["train"], split["val"], labels, seed)
+        proba, cls = method.predict_proba(split["test"])
+        pred = np.asarray(cls)[proba.argmax(1)]
+        metrics = classification_metrics(labels[split["test"]], pred, classes)
+        feats = method.features(split["test"])
+        sub = _per_class_subsample(labels[split["test"]], fdr_max_per_class, seed)
+        fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
+        if out is not None:
+            method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
+        results.append(SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
+                                  feats if keep_features else None))
+    return results
+
+
+def _per_class_subsample(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in sorted(set(labels.tolist()))]
+    return np.sort(np.concatenate(keep))
+
+
+def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[dict[str, Any]]:
+    """Aggregate per-seed results into results.json rows (mean ± sample std over seeds)."""
+    rows = []
+    keys = sorted({(r.method, r.space) for r in results})
+    for method, space in keys:
+        rs = [r for r in results if (r.method, r.space) == (method, space)]
+        metrics: dict[str, list[float]] = {"accuracy": [r.metrics["accuracy"] for r in rs],
+                                           "macro_f1": [r.metrics["macro_f1"] for r in rs]}
+        if all(r.fdr_features for r in rs):
+            metrics["fd_ratio_features"] = [r.fdr_features["ratio"] for r in rs]
+        for metric, values in metrics.items():
+            m, s = mean_std(values)
+            rows.append(row(task, target, method, space, metric, m, s, len(values)))
+    return rows
+
+
+def row(task: str, target: str, method: str, space: str, metric: str, mean: float, std: float,
+        n_seeds: int) -> dict[str, Any]:
+    return {"task": task, "target": target, "method": method, "space": space, "metric": metric,
+            "mean": float(mean), "std": float(std), "n_seeds": int(n_seeds)}
+
+
+def artifact_structure_rows(artifacts: np.ndarray, table: list[dict[str, str]], target: str, task: str,
+                            space: str, factors: Sequence[str], seed: int = 0, max_per_class: int = 500,
+                            method: str = "manifpt") -> list[dict[str, Any]]:
+    """FD ratio of the artifacts themselves (target classes) and k-means NMI per design factor."""
+    labels = np.array([r[target] for r in table])
+    sub = _per_class_subsample(labels, max_per_class, seed)
+    x = np.asarray(artifacts[sub], np.float32)
+    fdr = fd_ratio(x, labels[sub], seed)
+    rows = [row(task, target, method, space, "fd_ratio_artifacts", fdr["ratio"], 0.0, 1)]
+    for f in factors:
+        values = np.array([r.get(f, "") for r in table])[sub]
+        if len(set(values.tolist())) >= 2 and "" not in set(values.tolist()):
+            rows.append(row(task, f, method, space, "nmi_kmeans", kmeans_nmi(x, values, seed), 0.0, 1))
+    return rows
+
+
+@dataclass
+class ArrayMethod:
+    """ManiFPT in one space: an ``Attributor`` on precomputed artifacts (or any feature array)."""
+
+    name: str
+    space: str
+    X: np.ndarray
+    input_shape: tuple[int, ...] | None
+    make: Callable[[int], Any]  # seed -> unfitted Attributor
+    model: Any = None
+
+    def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None:
+        self.model = self.make(seed).fit(self.X[train], labels[train], self.X[val], labels[val])
+
+    def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return self.model.predict_proba(self.X[idx]), self.model.classes_.tolist()
+
+    def features(self, idx: np.ndarray) -> np.ndarray:
+        return self.model.transform(self.X[idx])
+
+    def save(self, directory: Path) -> None:
+        self.model.save(directory)

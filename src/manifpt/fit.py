@@ -1,0 +1,228 @@
+"""`manifpt fit` and `manifpt predict`: artifacts → attributor per seed → metrics → report; attribution of new images.
+
+A run directory holds ``run.json`` (everything needed to rebuild the manifold and read the
+attributors), one attributor per seed (safetensors + JSON), ``results.json``, ``metrics.json``,
+``predictions.csv``, figures and ``report.md`` / ``report.html``. Loading a run reads JSON and
+safetensors only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .attribute import Attributor
+from .cache import atomic_write_text, cache_dir, hash_json, write_json
+from .data import ImageSet, decode_bytes, fit_channels, resize_uint8
+from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
+from .manifold import Manifold
+from .pipeline import open_sets
+from .spaces import get_space
+from .store import ArtifactStore, compute_artifacts
+
+RUN_FORMAT = "manifpt-run/1"
+
+
+class FitConfig(BaseModel):
+    """Everything `manifpt fit` needs; saved in run.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    real: str
+    generated: str
+    space: str = "rgb"
+    space_options: dict[str, Any] = Field(default_factory=dict)
+    target: str = "model"
+    task: str | None = None  # defaults to "<target>-attribution"
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    size: int | None = None
+    arch: str = "auto"
+    epochs: int = 40
+    batch_size: int = 64
+    patience: int = 6
+    lr: float | None = None
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    max_per_class: int | None = None
+    backend: str = "auto"
+    allow_overlap: bool = False
+    tsne: bool = True
+    device: str | None = None
+
+
+class OverlapError(ValueError):
+    pass
+
+
+def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
+    """Artifacts of the generated set in ``cfg.space``, computed once and cached by content hash."""
+    real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    manifold = Manifold(get_space(cfg.space, **cfg.space_options), backend=cfg.backend,
+                        show_progress=show_progress).fit(real_set)
+    key = hash_json({"real": real_set.fingerprint(), "gen": gen.images.fingerprint(),
+                     "space": manifold.space.cache_key(), "size": cfg.size})
+    root = cache_dir() / "artifacts" / key
+    done = (root / "summary.json").exists()
+    store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,
+                                                               show_progress=show_progress)
+    return store, manifold
+
+
+def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
+    """Real images of the manifold must not be evaluated: their artifact is exactly zero."""
+    zero = [r for r in table if float(r["artifact_norm"]) == 0.0]
+    if zero and not allow:
+        ex = "; ".join(f"{r['path']} = real {r['nn_path']}" for r in zero[:5])
+        raise OverlapError(f"{len(zero)} evaluated image(s) are pixel-identical to images of the real set that "
+                           f"defines the manifold (e.g. {ex}); keep them disjoint or pass --allow-overlap")
+
+
+def subsample(labels: np.ndarray, max_per_class: int | None, seed: int = 0) -> np.ndarray:
+    if not max_per_class:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:max_per_class]) for c in sorted(set(labels))]
+    return np.sort(np.concatenate(keep))
+
+
+def attributor_factory(cfg: FitConfig, input_shape: tuple[int, ...] | None, show_progress: bool = True):
+    def make(seed: int) -> Attributor:
+        return Attributor(input_shape, arch=cfg.arch, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                          patience=cfg.patience, lr=cfg.lr, seed=seed, coords=cfg.space == "freq",
+                          device=cfg.device, show_progress=show_progress)
+    return make
+
+
+def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict[str, Any]:
+    """The whole `manifpt fit`: returns {"rows": results rows, "results": per-seed results, ...}."""
+    from .report import write_fit_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store, manifold = artifact_store_for(cfg, show_progress)
+    table = store.table()
+    check_overlap(table, cfg.allow_overlap)
+    labels_all = np.array([r[cfg.target] for r in table]) if table and cfg.target in table[0] else None
+    if labels_all is None:
+        raise KeyError(f"target '{cfg.target}' is not a column of the artifact table "
+                       f"(have: model and the factors in models.yaml: {', '.join(table[0]) if table else '-'})")
+    keep = subsample(labels_all, cfg.max_per_class)
+    table = [table[i] for i in keep]
+    labels = labels_all[keep]
+    X = store.artifacts(keep)
+    man = store.manifest
+    shape = tuple(man["artifact_shape"]) or None
+    method = ArrayMethod("manifpt", cfg.space, X, shape, attributor_factory(cfg, shape, show_progress))
+    task = cfg.task or f"{cfg.target}-attribution"
+    results = evaluate([method], labels, cfg.seeds, cfg.fractions, out=out / "models", keep_features=cfg.tsne,
+                       show_progress=show_progress)
+    factors = sorted({k for v in man["factors"].values() for k in v})
+    rows = result_rows(results, task, cfg.target)
+    rows += artifact_structure_rows(X, table, cfg.target, task, cfg.space, ["model", *factors])
+    run_meta = {"format": RUN_FORMAT, "config": cfg.model_dump(), "task": task,
+                "space_settings": manifold.space.settings(), "artifact_store": str(store.root),
+                "image_shape": man["image_shape"], "artifact_shape": man["artifact_shape"],
+                "classes": sorted(set(labels.tolist())), "n_items": len(labels),
+                "models": [f"models/manifpt-{cfg.space}/seed-{s}" for s in cfg.seeds]}
+    write_json(out / "run.json", run_meta)
+    write_json(out / "results.json", rows)
+    write_json(out / "metrics.json", [_seed_json(r) for r in results])
+    _write_predictions(out / "predictions.csv", results, table, labels)
+    write_fit_report(out, run_meta, rows, results, store, manifold, keep, labels)
+    return {"rows": rows, "results": results, "run": run_meta}
+
+
+def _seed_json(r: SeedResult) -> dict[str, Any]:
+    return {"method": r.method, "space": r.space, "seed": r.seed, **r.metrics, "fd_ratio_features": r.fdr_features}
+
+
+def _write_predictions(path: Path, results: list[SeedResult], table: list[dict[str, str]], labels: np.ndarray) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["seed", "path", "true", "pred", "p_pred"])
+    for r in results:
+        for j, i in enumerate(r.test_idx):
+            k = int(r.proba[j].argmax())
+            w.writerow([r.seed, table[i]["path"], labels[i], r.classes[k], f"{r.proba[j, k]:.6f}"])
+    atomic_write_text(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- predict
+
+
+class Run:
+    """A finished `manifpt fit` run, loaded from JSON + safetensors only."""
+
+    def __init__(self, directory: str | Path, device: str | None = None, show_progress: bool = False):
+        self.root = Path(directory)
+        meta_path = self.root / "run.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{self.root}: not a manifpt run (no run.json)")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format") != RUN_FORMAT:
+            raise ValueError(f"{meta_path}: unknown format {self.meta.get('format')!r}")
+        self.config = FitConfig(**self.meta["config"])
+        self.models = [Attributor.load(self.root / m, device=device) for m in self.meta["models"]]
+        self.show_progress = show_progress
+        self._manifold: Manifold | None = None
+
+    @property
+    def manifold(self) -> Manifold:
+        if self._manifold is None:
+            c = self.config
+            real = ImageSet.from_folder(c.real, size=c.size, show_progress=self.show_progress)
+            shape = tuple(self.meta["image_shape"])
+            real = real.with_channels(1 if len(shape) == 2 else 3)
+            self._manifold = Manifold(get_space(c.space, **c.space_options), backend=c.backend,
+                                      show_progress=self.show_progress).fit(real)
+        return self._manifold
+
+    def load_images(self, paths: list[Path]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+        """Decode files with the run's conversion; returns (images, used paths, [(path, reason) skipped])."""
+        shape = tuple(self.meta["image_shape"])
+        channels = 1 if len(shape) == 2 else 3
+        ok, used, bad = [], [], []
+        for p in paths:
+            try:
+                arr = fit_channels(decode_bytes(Path(p).read_bytes(), p), channels)
+                if self.config.size:
+                    arr = resize_uint8(arr, (self.config.size, self.config.size))
+                if arr.shape != shape:
+                    raise ValueError(f"image is {arr.shape[1]}x{arr.shape[0]}, the run expects "
+                                     f"{shape[1]}x{shape[0]} (fit with --size to resize)")
+                ok.append(arr)
+                used.append(str(p))
+            except (ValueError, OSError) as e:
+                bad.append((str(p), str(getattr(e, "reason", e))))
+        return (np.stack(ok) if ok else np.zeros((0, *shape), np.uint8)), used, bad
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+        """Mean class probabilities over the seeds' attributors, plus nearest real index and distance."""
+        _, proj, art = self.manifold.transform(images)
+        probs = np.mean([m.predict_proba(art) for m in self.models], axis=0)
+        return probs, self.models[0].classes_.tolist(), proj.index, proj.sqdist
+
+
+def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | None = None) -> dict[str, Any]:
+    """Attribute image files (or folders of them) with a run: one record per image."""
+    from .data import list_image_files
+
+    paths: list[Path] = []
+    for p in map(Path, inputs):
+        paths.extend(list_image_files(p) if p.is_dir() else [p])
+    run = Run(run_dir, device=device)
+    images, used, bad = run.load_images(paths)
+    records = []
+    if len(images):
+        probs, classes, nn, d2 = run.predict(images)
+        for j, path in enumerate(used):
+            k = int(probs[j].argmax())
+            records.append({"path": path, "predicted": classes[k], "probability": float(probs[j, k]),
+                            "probabilities": {c: float(v) for c, v in zip(classes, probs[j], strict=True)},
+                            "nearest_real": run.manifold.real_path(int(nn[j])), "nn_sqdist": float(d2[j])})
+    return {"run": str(run_dir), "target": run.config.target, "space": run.config.space,
+            "predictions": records, "skipped": [{"path": p, "reason": r} for p, r in bad]}

@@ -1,0 +1,187 @@
+"""Human reports: results tables, confusion matrices, t-SNE panels (paper Fig. 1), artifact triplets.
+
+A report is a list of sections (title, text, tables, figures) rendered to both Markdown and a
+self-contained HTML page (figures are PNG files next to it), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .cache import atomic_write_text
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # paths relative to the report
+
+
+def render_markdown(title: str, sections: Sequence[Section]) -> str:
+    out = [f"# {title}\n"]
+    for s in sections:
+        out.append(f"## {s.title}\n")
+        if s.text:
+            out.append(s.text + "\n")
+        for header, rows in s.tables:
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "---|" * len(header))
+            out += ["| " + " | ".join(r) + " |" for r in rows]
+            out.append("")
+        out += [f"![{Path(f).stem}]({f})\n" for f in s.figures]
+    return "\n".join(out) + "\n"
+
+
+def render_html(title: str, sections: Sequence[Section]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}"
+             f"</style></head><body><h1>{e(title)}</h1>"]
+    for s in sections:
+        parts.append(f"<h2>{e(s.title)}</h2>")
+        if s.text:
+            parts.append("".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n")))
+        for header, rows in s.tables:
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+            parts.append("</table>")
+        parts += [f"<p><img src='{e(f)}' alt='{e(Path(f).stem)}'></p>" for f in s.figures]
+    return "\n".join(parts) + "</body></html>\n"
+
+
+def write_report(out: Path, title: str, sections: Sequence[Section]) -> None:
+    atomic_write_text(out / "report.md", render_markdown(title, sections))
+    atomic_write_text(out / "report.html", render_html(title, sections))
+
+
+def fmt_pm(mean: float, std: float, n: int, pct: bool) -> str:
+    scale = 100 if pct else 1
+    return f"{mean * scale:.1f} ± {std * scale:.1f}" if n > 1 else f"{mean * scale:.3g}"
+
+
+def results_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Rows of results.json → (method, space, target, metric, value) table; accuracies in %."""
+    header = ["method", "space", "target", "metric", "value", "seeds"]
+    body = []
+    for r in rows:
+        pct = r["metric"] in ("accuracy", "macro_f1")
+        body.append([r["method"], r["space"], r["target"], r["metric"] + (" (%)" if pct else ""),
+                     fmt_pm(r["mean"], r["std"], r["n_seeds"], pct), str(r["n_seeds"])])
+    return header, body
+
+
+def confusion_figure(confusions: Sequence[np.ndarray], labels: Sequence[str], path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix summed over seeds."""
+    c = np.sum(confusions, axis=0).astype(np.float64)
+    c = c / np.clip(c.sum(1, keepdims=True), 1, None)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n, 1.0 + 0.45 * n))
+    ax.imshow(c, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if c[i, j] >= 0.005:
+                ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if c[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """PCA to ≤ 50 dims, then t-SNE (van der Maaten & Hinton 2008) to 2-D."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    if x.shape[1] > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    perplexity = float(min(30, max(5, (len(x) - 1) / 4)))
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+
+
+def tsne_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[str], path: Path, seed: int = 0) -> Path:
+    """One t-SNE scatter per representation, points coloured by class (paper Fig. 1)."""
+    labels = np.asarray(labels)
+    classes = sorted(set(labels.tolist()))
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+    for ax, (name, x) in zip(axes[0], panels, strict=True):
+        z = tsne_2d(x, seed)
+        for k, c in enumerate(classes):
+            sel = labels == c
+            ax.scatter(z[sel, 0], z[sel, 1], s=4, color=cmap(k % cmap.N), label=c)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]], results: list, store: Any,
+                     manifold: Any, keep: np.ndarray, labels: np.ndarray) -> None:
+    """Report of one `manifpt fit` run: results, per-class recall, confusion, t-SNE, triplets."""
+    from .data import read_image
+    from .figures import triplet_figure
+    from .search import gather_rows
+
+    cfg = run["config"]
+    classes = run["classes"]
+    figs = out / "figures"
+    sections = [Section("Run", f"Target `{cfg['target']}` from {cfg['space'].upper()} artifacts; real set "
+                               f"{cfg['real']}, generated set {cfg['generated']}; {run['n_items']} images, "
+                               f"{len(classes)} classes (chance {100 / len(classes):.1f} %), seeds {cfg['seeds']}, "
+                               f"split {cfg['fractions']} (train/val/test, stratified).")]
+    sections.append(Section("Results (mean ± std over seeds)", tables=[results_table(rows)]))
+    recall = [[c, *[f"{100 * r.metrics['recall'][c]:.1f}" for r in results]] for c in classes]
+    sections.append(Section("Per-class recall (%)", tables=[(["class", *[f"seed {r.seed}" for r in results]],
+                                                             recall)]))
+    confusion_figure([np.array(r.metrics["confusion"]) for r in results], classes, figs / "confusion.png",
+                     f"{cfg['space'].upper()} artifacts → {cfg['target']}")
+    sec = Section("Confusion matrix (summed over seeds, row-normalised)", figures=["figures/confusion.png"])
+    sections.append(sec)
+    if cfg.get("tsne") and results and results[0].features is not None:
+        r0 = results[0]
+        rng = np.random.default_rng(0)
+        sel = np.sort(rng.permutation(len(r0.test_idx))[:1000])
+        idx = r0.test_idx[sel]
+        table = store.table()
+        items = keep[idx]
+        man = store.manifest
+        channels = 1 if len(man["image_shape"]) == 2 else 3
+        pixels = np.stack([read_image(Path(man["generated"]["root"]) / table[i]["path"], channels,
+                                      man["generated"]["resize"]) for i in items]).astype(np.float32)
+        art = store.artifacts(items)
+        nn = np.array([int(table[i]["nn_index"]) for i in items])
+        emb = art + gather_rows(manifold.embeddings_, nn)
+        tsne_figure([("pixels", pixels), (f"{cfg['space'].upper()} embedding", emb), ("artifacts", art),
+                     ("attributor features", r0.features[sel])], labels[idx], figs / "tsne.png")
+        sections.append(Section("t-SNE (test images of seed 0; paper Fig. 1)", figures=["figures/tsne.png"]))
+    triplet_figure(store.root, figs / "triplets.png", per_model=2)
+    sections.append(Section("Artifacts (x_G, x*, a) per model", figures=["figures/triplets.png"]))
+    write_report(out, f"manifpt fit: {cfg['target']} from {cfg['space'].upper()} artifacts", sections)

@@ -1,0 +1,30 @@
+"""Stratified train/validation/test splits: per class, seeded, reproducible."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def stratified_split(labels: Sequence, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """Split indices per class into train/val/test with the given fractions (sorted index arrays).
+
+    Every class with at least 3 samples gets at least one sample in each part; the rest is
+    rounded towards the training set.
+    """
+    if abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for c in sorted(set(labels.tolist())):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = len(idx)
+        n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+        n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test:n_test + n_val])
+        parts["train"].append(idx[n_test + n_val:])
+    return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}

@@ -1,0 +1,105 @@
+"""`manifpt fit` and `manifpt predict` end to end on a small planted-trace set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from manifpt.cli import app
+from manifpt.fit import FitConfig, OverlapError, fit_run
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(folders, tmp_path_factory) -> Path:
+    real, gen = folders
+    out = tmp_path_factory.mktemp("run")
+    r = runner.invoke(app, ["fit", "--real", str(real), "--generated", str(gen), "--out", str(out), "--space",
+                            "rgb", "--seeds", "2", "--arch", "linear", "--epochs", "15", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_fit_writes_results_and_report(run_dir: Path) -> None:
+    rows = json.loads((run_dir / "results.json").read_text())
+    keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}
+    assert rows and all(set(r) == keys for r in rows)
+    acc = next(r for r in rows if r["metric"] == "accuracy")
+    assert acc["n_seeds"] == 2 and acc["mean"] > 0.9 and acc["space"] == "rgb"
+    metrics = {r["metric"] for r in rows}
+    assert {"accuracy", "macro_f1", "fd_ratio_features", "fd_ratio_artifacts", "nmi_kmeans"} <= metrics
+    nmi_targets = {r["target"] for r in rows if r["metric"] == "nmi_kmeans"}
+    assert {"model", "family", "upsampling"} <= nmi_targets
+    for f in ("report.md", "report.html", "figures/confusion.png", "figures/tsne.png", "figures/triplets.png",
+              "predictions.csv", "run.json"):
+        assert (run_dir / f).exists(), f
+    assert "accuracy" in (run_dir / "report.md").read_text()
+
+
+def test_predict_single_png(run_dir: Path, folders, tmp_path: Path) -> None:
+    _, gen = folders
+    one = next((gen / "m_checker").glob("*.png"))
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(one), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    (p,) = res["predictions"]
+    assert p["predicted"] in {"m_checker", "m_stripes", "m_grid"}
+    assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert p["nearest_real"].endswith(".png")
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(one)])
+    assert r.exit_code == 0 and "m_" in r.output
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(bad)])
+    assert r.exit_code == 1 and "bad.png" in r.output
+
+
+def test_loading_a_run_refuses_a_planted_pickle(run_dir: Path, tmp_path: Path) -> None:
+    import pickle
+
+    from manifpt.fit import Run
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    target = copy / json.loads((copy / "run.json").read_text())["models"][0] / "model.safetensors"
+    target.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(Exception):  # noqa: B017 - safetensors' own error type
+        Run(copy)
+    assert not marker.exists()
+
+
+def test_real_images_in_the_evaluated_set_are_refused(folders, tmp_path: Path) -> None:
+    real, gen = folders
+    g2 = tmp_path / "gen"
+    shutil.copytree(gen, g2)
+    shutil.copy(next(real.glob("*.png")), g2 / "m_grid" / "leak.png")
+    cfg = FitConfig(real=str(real), generated=str(g2), seeds=[0], arch="linear", epochs=1, tsne=False)
+    with pytest.raises(OverlapError, match=r"leak\.png"):
+        fit_run(cfg, tmp_path / "out", show_progress=False)
+
+
+def test_unknown_target(folders, tmp_path: Path) -> None:
+    real, gen = folders
+    cfg = FitConfig(real=str(real), generated=str(gen), target="nope", seeds=[0], arch="linear", epochs=1)
+    with pytest.raises(KeyError, match=r"target .nope."):
+        fit_run(cfg, tmp_path / "o", show_progress=False)
+
+
+def test_predict_rejects_wrong_size(run_dir: Path, tmp_path: Path) -> None:
+    p = tmp_path / "small.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p)
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(p)])
+    assert r.exit_code == 1 and "expects" in r.output
