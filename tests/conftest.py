@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from manifpt.datasets import photo_patches
 from manifpt.demo import plant
+
+
+# One intra-op thread: the suite's networks are tiny, and oversubscribed OpenMP threads on a shared
+# 2-core runner are far slower than one thread.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,8 @@ def planted(patches: np.ndarray) -> dict:
     """RGB and FREQ artifacts of three planted-trace 'models' against a real manifold."""
     real = patches[:800]
     kinds = list(PLANTED_MODELS)
-    gen = np.concatenate([planted_model(patches[800 + 150 * j:950 + 150 * j], k) for j, k in enumerate(kinds)])
-    labels = np.repeat(kinds, 150)
+    gen = np.concatenate([planted_model(patches[800 + 200 * j:1000 + 200 * j], k) for j, k in enumerate(kinds)])
+    labels = np.repeat(kinds, 200)
     out = {"labels": labels}
     for name in ("rgb", "freq"):
         out[name] = Manifold(get_space(name), cache=False).fit(real).artifacts(gen)
@@ -42,7 +42,7 @@ def test_split_is_stratified_disjoint_and_seeded() -> None:
 def test_planted_artifacts_are_attributed_and_shuffled_labels_are_not(planted: dict, space: str) -> None:
     X, y = planted[space], planted["labels"]
     sp = stratified_split(y, seed=0)
-    kw = dict(arch="cifar_resnet", depth=1, epochs=10, patience=10, batch_size=32, seed=0, coords=space == "freq",
+    kw = dict(arch="cifar_resnet", depth=1, epochs=12, patience=12, batch_size=32, seed=0, coords=space == "freq",
               show_progress=False)
     att = Attributor((3, 32, 32), **kw).fit(X[sp["train"]], y[sp["train"]], X[sp["val"]], y[sp["val"]])
     acc = (att.predict(X[sp["test"]]) == y[sp["test"]]).mean()
