@@ -157,6 +157,40 @@ def fit(
     console.print(f"report: {out / 'report.html'}")
 
 
+@app.command("compare")
+def compare(
+    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
+    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    methods: Annotated[str, typer.Option(help="Baselines: 'all', 'none' or a comma list.")] = "all",
+    spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb,freq,sl,ssl",
+    target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
+    max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
+    epochs: Annotated[int, typer.Option()] = 40,
+    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
+    from .baselines import list_baselines
+    from .compare import CompareConfig, compare_run
+    from .report import paper_table
+
+    names = list_baselines() if methods == "all" else [] if methods == "none" else methods.split(",")
+    cfg = CompareConfig(real=str(real), generated=str(generated), target=target,
+                        spaces=[s for s in spaces.split(",") if s], methods=names, seeds=list(range(seeds)),
+                        max_per_class=max_per_class, epochs=epochs, size=size)
+    rows, _ = compare_run(cfg, out, show_progress=not quiet)
+    header, body = paper_table(rows)
+    t = Table(title=f"{out}: {target} attribution")
+    for h in header:
+        t.add_column(h, justify="left" if h == "method" else "right")
+    for r in body:
+        t.add_row(*r)
+    console.print(t)
+    console.print(f"report: {out / 'report.html'}")
+
+
 @app.command("predict")
 def predict(
     model: Annotated[Path, typer.Option(help="Run directory written by `manifpt fit`.")],

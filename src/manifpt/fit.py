@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .attribute import Attributor
 from .cache import atomic_write_text, cache_dir, hash_json, write_json
-from .data import ImageSet, decode_bytes, fit_channels, resize_uint8
+from .data import GeneratedSet, ImageSet, decode_bytes, fit_channels, resize_uint8
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
 from .pipeline import open_sets
@@ -58,18 +58,24 @@ class OverlapError(ValueError):
     pass
 
 
-def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
-    """Artifacts of the generated set in ``cfg.space``, computed once and cached by content hash."""
-    real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
-    manifold = Manifold(get_space(cfg.space, **cfg.space_options), backend=cfg.backend,
+def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_options: dict[str, Any] | None = None,
+                   backend: str = "auto", size: int | None = None,
+                   show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
+    """Artifacts of ``gen`` in ``space``, computed once and cached by the content hashes of both sets."""
+    manifold = Manifold(get_space(space, **(space_options or {})), backend=backend,
                         show_progress=show_progress).fit(real_set)
     key = hash_json({"real": real_set.fingerprint(), "gen": gen.images.fingerprint(),
-                     "space": manifold.space.cache_key(), "size": cfg.size})
+                     "space": manifold.space.cache_key(), "size": size})
     root = cache_dir() / "artifacts" / key
     done = (root / "summary.json").exists()
     store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,
                                                                show_progress=show_progress)
     return store, manifold
+
+
+def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
+    real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    return artifact_store(real_set, gen, cfg.space, cfg.space_options, cfg.backend, cfg.size, show_progress)
 
 
 def check_overlap(table: list[dict[str, str]], allow: bool) -> None:

@@ -185,3 +185,49 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
     triplet_figure(store.root, figs / "triplets.png", per_model=2)
     sections.append(Section("Artifacts (x_G, x*, a) per model", figures=["figures/triplets.png"]))
     write_report(out, f"manifpt fit: {cfg['target']} from {cfg['space'].upper()} artifacts", sections)
+
+
+def method_label(method: str, space: str) -> str:
+    return f"ManiFPT-{space.upper()}" if method == "manifpt" else method
+
+
+def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Paper Tab. 1 layout: one line per method; accuracy ± std, macro-F1 and FD ratios."""
+    rows = [r for r in rows if task is None or r["task"] == task]
+    keys = []
+    for r in rows:
+        if r["metric"] == "accuracy" and (r["method"], r["space"]) not in keys:
+            keys.append((r["method"], r["space"]))
+    keys.sort(key=lambda k: (k[0] == "manifpt", k[0], k[1]))
+
+    def get(method: str, space: str, metric: str) -> str:
+        for r in rows:
+            if (r["method"], r["space"], r["metric"]) == (method, space, metric) and r["target"] == rows[0]["target"]:
+                return fmt_pm(r["mean"], r["std"], r["n_seeds"], metric in ("accuracy", "macro_f1"))
+        return "–"
+
+    header = ["method", "accuracy (%)", "macro-F1 (%)", "FDR (features)", "FDR (artifacts)"]
+    body = [[method_label(m, s), get(m, s, "accuracy"), get(m, s, "macro_f1"), get(m, s, "fd_ratio_features"),
+             get(m, s, "fd_ratio_artifacts")] for m, s in keys]
+    return header, body
+
+
+def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, Any]], results: list,
+                         classes: list[str]) -> None:
+    figs = out / "figures"
+    sections = [Section("Setup", f"Target `{cfg['target']}` ({len(classes)} classes, chance "
+                                 f"{100 / len(classes):.1f} %); real set {cfg['real']}; generated set "
+                                 f"{cfg['generated']}; seeds {cfg['seeds']}; the same stratified split per seed "
+                                 "for every method. FDR (features): FD ratio of each method's representation "
+                                 "(the attributor's penultimate layer for learned methods); FDR (artifacts): of "
+                                 "the ManiFPT artifacts themselves.")]
+    sections.append(Section("Results (mean ± std over seeds)", tables=[paper_table(rows)]))
+    keys = sorted({(r.method, r.space) for r in results}, key=lambda k: (k[0] == "manifpt", k))
+    fig_paths = []
+    for m, s in keys:
+        conf = [np.array(r.metrics["confusion"]) for r in results if (r.method, r.space) == (m, s)]
+        name = f"confusion-{method_label(m, s)}.png"
+        confusion_figure(conf, classes, figs / name, method_label(m, s))
+        fig_paths.append(f"figures/{name}")
+    sections.append(Section("Confusion matrices (summed over seeds, row-normalised)", figures=fig_paths))
+    write_report(out, f"manifpt compare: {cfg['target']}", sections)
