@@ -37,6 +37,8 @@ class FitConfig(BaseModel):
     generated: str
     space: str = "rgb"
     space_options: dict[str, Any] = Field(default_factory=dict)
+    projection: str = "nn1"
+    projection_options: dict[str, Any] = Field(default_factory=dict)
     target: str = "model"
     task: str | None = None  # defaults to "<target>-attribution"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
@@ -59,13 +61,13 @@ class OverlapError(ValueError):
 
 
 def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_options: dict[str, Any] | None = None,
-                   backend: str = "auto", size: int | None = None,
-                   show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
+                   backend: str = "auto", size: int | None = None, show_progress: bool = True,
+                   projection: str = "nn1",
+                   projection_options: dict[str, Any] | None = None) -> tuple[ArtifactStore, Manifold]:
     """Artifacts of ``gen`` in ``space``, computed once and cached by the content hashes of both sets."""
-    manifold = Manifold(get_space(space, **(space_options or {})), backend=backend,
-                        show_progress=show_progress).fit(real_set)
-    key = hash_json({"real": real_set.fingerprint(), "gen": gen.images.fingerprint(),
-                     "space": manifold.space.cache_key(), "size": size})
+    manifold = Manifold(get_space(space, **(space_options or {})), backend=backend, show_progress=show_progress,
+                        projection=projection, projection_options=projection_options).fit(real_set)
+    key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size})
     root = cache_dir() / "artifacts" / key
     done = (root / "summary.json").exists()
     store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,
@@ -75,7 +77,8 @@ def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_opti
 
 def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
     real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
-    return artifact_store(real_set, gen, cfg.space, cfg.space_options, cfg.backend, cfg.size, show_progress)
+    return artifact_store(real_set, gen, cfg.space, cfg.space_options, cfg.backend, cfg.size, show_progress,
+                          cfg.projection, cfg.projection_options)
 
 
 def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
@@ -184,7 +187,8 @@ class Run:
             shape = tuple(self.meta["image_shape"])
             real = real.with_channels(1 if len(shape) == 2 else 3)
             self._manifold = Manifold(get_space(c.space, **c.space_options), backend=c.backend,
-                                      show_progress=self.show_progress).fit(real)
+                                      show_progress=self.show_progress, projection=c.projection,
+                                      projection_options=c.projection_options).fit(real)
         return self._manifold
 
     def load_images(self, paths: list[Path]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:

@@ -24,7 +24,8 @@ import numpy as np
 from .cache import cache_dir, hash_json, write_json
 from .data import ImageSource, as_source
 from .progress import progress
-from .search import ExactKNN, gather_rows
+from .projection import Projector, get_projector
+from .search import ExactKNN
 from .spaces.base import Space
 
 EMB_FILE, HASH_FILE, META_FILE, DONE_FILE = "emb.f32", "pixhash.bin", "meta.json", "progress.json"
@@ -121,11 +122,15 @@ class Manifold:
     cache: directory for real-set embeddings; ``None`` uses ``$MANIFPT_CACHE/embeddings``;
         ``False`` keeps them in memory only.
     backend: nearest-neighbour engine, ``auto`` (torch GEMM on GPU, FAISS on CPU), ``faiss``, ``torch``.
+    projection: estimator of x* (``nn1`` — the paper's —, ``knn-mean``, ``local-affine``,
+        ``autoencoder``, ``raw``; see ``manifpt.projection``) or a ``Projector`` instance.
     """
 
     def __init__(self, space: Space, *, cache: str | Path | bool | None = None, backend: str = "auto",
-                 batch_size: int = 512, query_chunk: int = 4096, show_progress: bool = True):
+                 batch_size: int = 512, query_chunk: int = 4096, show_progress: bool = True,
+                 projection: str | Projector = "nn1", projection_options: dict | None = None):
         self.space, self.cache, self.backend = space, cache, backend
+        self.projection, self.projection_options = projection, projection_options
         self.batch_size, self.query_chunk, self.show_progress = batch_size, query_chunk, show_progress
 
     # -- fit --------------------------------------------------------------------------
@@ -157,6 +162,9 @@ class Manifold:
         for i, h in enumerate(hashes):
             self._hash_index.setdefault(h.tobytes(), i)
         self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
+        p = self.projection
+        self.projector_ = get_projector(p, **(self.projection_options or {})) if isinstance(p, str) else p
+        self.projector_.fit(self)
         return self
 
     # -- projection -------------------------------------------------------------------
@@ -172,17 +180,13 @@ class Manifold:
                 emb[j] = self.embeddings_[i]
         return emb
 
-    def project_embeddings(self, emb: np.ndarray, k: int = 1) -> Projection:
-        d, i = self.index_.search(emb, k)
-        return Projection(i[:, 0], d[:, 0]) if k == 1 else Projection(i, d)
-
     def project(self, images: ImageSource | np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Exact nearest real sample of each image: (index int64 (N,), squared distance float32 (N,))."""
         p = self._run(images, k)[1]
         return p.index, p.sqdist
 
     def artifacts(self, images: ImageSource | np.ndarray) -> np.ndarray:
-        """a = embed(x_G) − embed(x*), float32 N×D."""
+        """a = embed(x_G) − x*, float32 N×D (x* = embed(nearest real image) for the default ``nn1``)."""
         return self._run(images, 1)[2]
 
     def transform(self, images: ImageSource | np.ndarray) -> tuple[np.ndarray, Projection, np.ndarray]:
@@ -193,17 +197,25 @@ class Manifold:
         src = as_source(images)
         n = len(src)
         dim = self.embeddings_.shape[1]
+        kk = max(k, self.projector_.k, 1)
         embs = np.empty((n, dim), np.float32)
-        idx = np.empty((n, k), np.int64)
-        dist = np.empty((n, k), np.float32)
+        arts = np.empty((n, dim), np.float32)
+        idx = np.empty((n, kk), np.int64)
+        dist = np.empty((n, kk), np.float32)
         for lo in range(0, n, self.query_chunk):
-            e = self.embed(src.load(np.arange(lo, min(lo + self.query_chunk, n))))
-            p = self.project_embeddings(e, k)
-            embs[lo:lo + len(e)] = e
-            idx[lo:lo + len(e)] = p.index.reshape(len(e), k)
-            dist[lo:lo + len(e)] = p.sqdist.reshape(len(e), k)
-        proj = Projection(idx[:, 0], dist[:, 0]) if k == 1 else Projection(idx, dist)
-        return embs, proj, embs - gather_rows(self.embeddings_, idx[:, 0])
+            imgs = src.load(np.arange(lo, min(lo + self.query_chunk, n)))
+            e = self.embed(imgs)
+            p = self.index_.search(e, kk)
+            sl = slice(lo, lo + len(e))
+            embs[sl], idx[sl], dist[sl] = e, p[1], p[0]
+            arts[sl] = e - self.projector_.project(self, e, imgs, p[1][:, :max(self.projector_.k, 1)], p[0])
+        proj = Projection(idx[:, 0], dist[:, 0]) if k == 1 else Projection(idx[:, :k], dist[:, :k])
+        return embs, proj, arts
+
+    def settings(self) -> dict:
+        """What determines this manifold's artifacts (cache key material)."""
+        return {"space": self.space.name, "space_settings": self.space.settings(), "real": self.real_.fingerprint(),
+                "projection": self.projector_.settings()}
 
     def real_path(self, index: int) -> str:
         """Path of real sample ``index`` (or ``'#index'`` for in-memory real sets)."""

@@ -148,7 +148,6 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
     """Report of one `manifpt fit` run: results, per-class recall, confusion, t-SNE, triplets."""
     from .data import read_image
     from .figures import triplet_figure
-    from .search import gather_rows
 
     cfg = run["config"]
     classes = run["classes"]
@@ -175,11 +174,11 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
         man = store.manifest
         channels = 1 if len(man["image_shape"]) == 2 else 3
         pixels = np.stack([read_image(Path(man["generated"]["root"]) / table[i]["path"], channels,
-                                      man["generated"]["resize"]) for i in items]).astype(np.float32)
+                                      man["generated"]["resize"]) for i in items])
         art = store.artifacts(items)
-        nn = np.array([int(table[i]["nn_index"]) for i in items])
-        emb = art + gather_rows(manifold.embeddings_, nn)
-        tsne_figure([("pixels", pixels), (f"{cfg['space'].upper()} embedding", emb), ("artifacts", art),
+        emb = manifold.embed(pixels)
+        tsne_figure([("pixels", pixels.astype(np.float32)), (f"{cfg['space'].upper()} embedding", emb),
+                     ("artifacts", art),
                      ("attributor features", r0.features[sel])], labels[idx], figs / "tsne.png")
         sections.append(Section("t-SNE (test images of seed 0; paper Fig. 1)", figures=["figures/tsne.png"]))
     triplet_figure(store.root, figs / "triplets.png", per_model=2)

@@ -63,6 +63,7 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
         "format": "manifpt-artifacts/1",
         "space": space.name,
         "space_settings": space.settings(),
+        "projection": manifold.projector_.settings(),
         "image_shape": list(gen.images.shape),
         "artifact_shape": list(space.artifact_shape(gen.images.shape) or []),
         "dim": int(manifold.embeddings_.shape[1]),
