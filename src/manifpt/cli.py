@@ -140,6 +140,9 @@ def fit(
     max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
     size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
+    projection: Annotated[str, typer.Option(help="x* estimator: nn1, knn-mean, local-affine, autoencoder, raw.")]
+    = "nn1",
+    projection_opt: Annotated[list[str] | None, typer.Option(help="Projection option key=value.")] = None,
     tsne: Annotated[bool, typer.Option(help="Draw t-SNE panels.")] = True,
     allow_overlap: Annotated[bool, typer.Option(help="Allow evaluated images that are in the real set.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -150,7 +153,8 @@ def fit(
     cfg = FitConfig(real=str(real), generated=str(generated), space=space, target=target,
                     seeds=list(range(seeds)), arch=arch, epochs=epochs, batch_size=batch_size,
                     max_per_class=max_per_class, size=size, space_options=parse_options(space_opt), tsne=tsne,
-                    allow_overlap=allow_overlap)
+                    allow_overlap=allow_overlap, projection=projection,
+                    projection_options=parse_options(projection_opt))
     res = fit_run(cfg, out, show_progress=not quiet)
     print_rows(res["rows"], f"{out}: {target} from {space.upper()} artifacts, chance "
                             f"{100 / len(res['run']['classes']):.1f} %")
@@ -169,6 +173,8 @@ def compare(
     max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
     epochs: Annotated[int, typer.Option()] = 40,
     size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
+    projection: Annotated[str, typer.Option(
+        help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
@@ -179,7 +185,7 @@ def compare(
     names = list_baselines() if methods == "all" else [] if methods == "none" else methods.split(",")
     cfg = CompareConfig(real=str(real), generated=str(generated), target=target,
                         spaces=[s for s in spaces.split(",") if s], methods=names, seeds=list(range(seeds)),
-                        max_per_class=max_per_class, epochs=epochs, size=size)
+                        max_per_class=max_per_class, epochs=epochs, size=size, projections=projection.split(","))
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
     header, body = paper_table(rows)
     t = Table(title=f"{out}: {target} attribution")

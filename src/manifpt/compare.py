@@ -33,6 +33,8 @@ class CompareConfig(BaseModel):
     spaces: list[str] = Field(default_factory=lambda: list(ALL_SPACES))
     methods: list[str] = Field(default_factory=list)  # baseline names; [] = none
     space_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    projections: list[str] = Field(default_factory=lambda: ["nn1"])
+    projection_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     baseline_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     size: int | None = None
@@ -44,6 +46,11 @@ class CompareConfig(BaseModel):
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     backend: str = "auto"
     device: str | None = None
+
+
+def manifpt_name(projection: str) -> str:
+    """Results-row method name: ``manifpt`` for the paper's nn1 artifacts, ``manifpt[<projection>]`` else."""
+    return "manifpt" if projection == "nn1" else f"manifpt[{projection}]"
 
 
 @dataclass
@@ -85,17 +92,20 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None,
     methods: list[Any] = []
     structure_rows: list[dict[str, Any]] = []
     for space in cfg.spaces:
-        store, _ = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend, cfg.size,
-                                  show_progress)
-        table = store.table()
-        check_overlap(table, False)
-        shape = tuple(store.manifest["artifact_shape"]) or None
-        X = store.artifacts(keep)
-        fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target, arch=cfg.arch,
-                         epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience, device=cfg.device)
-        methods.append(ArrayMethod("manifpt", space, X, shape, attributor_factory(fcfg, shape, show_progress)))
-        structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,
-                                                  [cfg.target])
+        for proj in cfg.projections:
+            store, _ = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend, cfg.size,
+                                      show_progress, proj, cfg.projection_options.get(proj))
+            table = store.table()
+            check_overlap(table, False)
+            shape = tuple(store.manifest["artifact_shape"]) or None
+            X = store.artifacts(keep)
+            fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target,
+                             arch=cfg.arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+                             device=cfg.device)
+            name = manifpt_name(proj)
+            methods.append(ArrayMethod(name, space, X, shape, attributor_factory(fcfg, shape, show_progress)))
+            structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,
+                                                      [cfg.target], method=name)
     if cfg.methods:
         images = gen.images.load(keep)
         for name in cfg.methods:

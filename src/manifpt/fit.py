@@ -82,8 +82,8 @@ def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[Arti
 
 
 def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
-    """Real images of the manifold must not be evaluated: their artifact is exactly zero."""
-    zero = [r for r in table if float(r["artifact_norm"]) == 0.0]
+    """Real images of the manifold must not be evaluated: their nearest real sample is themselves (d = 0)."""
+    zero = [r for r in table if float(r["nn_sqdist"]) == 0.0]
     if zero and not allow:
         ex = "; ".join(f"{r['path']} = real {r['nn_path']}" for r in zero[:5])
         raise OverlapError(f"{len(zero)} evaluated image(s) are pixel-identical to images of the real set that "
@@ -125,18 +125,22 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     X = store.artifacts(keep)
     man = store.manifest
     shape = tuple(man["artifact_shape"]) or None
-    method = ArrayMethod("manifpt", cfg.space, X, shape, attributor_factory(cfg, shape, show_progress))
+    from .compare import manifpt_name
+
+    method = ArrayMethod(manifpt_name(cfg.projection), cfg.space, X, shape,
+                         attributor_factory(cfg, shape, show_progress))
     task = cfg.task or f"{cfg.target}-attribution"
     results = evaluate([method], labels, cfg.seeds, cfg.fractions, out=out / "models", keep_features=cfg.tsne,
                        show_progress=show_progress)
     factors = sorted({k for v in man["factors"].values() for k in v})
     rows = result_rows(results, task, cfg.target)
-    rows += artifact_structure_rows(X, table, cfg.target, task, cfg.space, ["model", *factors])
+    rows += artifact_structure_rows(X, table, cfg.target, task, cfg.space, ["model", *factors],
+                                    method=method.name)
     run_meta = {"format": RUN_FORMAT, "config": cfg.model_dump(), "task": task,
                 "space_settings": manifold.space.settings(), "artifact_store": str(store.root),
                 "image_shape": man["image_shape"], "artifact_shape": man["artifact_shape"],
                 "classes": sorted(set(labels.tolist())), "n_items": len(labels),
-                "models": [f"models/manifpt-{cfg.space}/seed-{s}" for s in cfg.seeds]}
+                "models": [f"models/{method.name}-{cfg.space}/seed-{s}" for s in cfg.seeds]}
     write_json(out / "run.json", run_meta)
     write_json(out / "results.json", rows)
     write_json(out / "metrics.json", [_seed_json(r) for r in results])

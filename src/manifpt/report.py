@@ -187,7 +187,9 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
 
 
 def method_label(method: str, space: str) -> str:
-    return f"ManiFPT-{space.upper()}" if method == "manifpt" else method
+    if method.startswith("manifpt"):
+        return f"ManiFPT-{space.upper()}" + method.removeprefix("manifpt")
+    return method
 
 
 def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tuple[list[str], list[list[str]]]:
@@ -197,7 +199,7 @@ def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tupl
     for r in rows:
         if r["metric"] == "accuracy" and (r["method"], r["space"]) not in keys:
             keys.append((r["method"], r["space"]))
-    keys.sort(key=lambda k: (k[0] == "manifpt", k[0], k[1]))
+    keys.sort(key=lambda k: (k[0].startswith("manifpt"), k[1], k[0]))
 
     def get(method: str, space: str, metric: str) -> str:
         for r in rows:
@@ -221,7 +223,7 @@ def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, An
                                  "(the attributor's penultimate layer for learned methods); FDR (artifacts): of "
                                  "the ManiFPT artifacts themselves.")]
     sections.append(Section("Results (mean ± std over seeds)", tables=[paper_table(rows)]))
-    keys = sorted({(r.method, r.space) for r in results}, key=lambda k: (k[0] == "manifpt", k))
+    keys = sorted({(r.method, r.space) for r in results}, key=lambda k: (k[0].startswith("manifpt"), k))
     fig_paths = []
     for m, s in keys:
         conf = [np.array(r.metrics["confusion"]) for r in results if (r.method, r.space) == (m, s)]
