@@ -30,6 +30,7 @@ class CompareConfig(BaseModel):
     generated: str
     target: str = "model"
     task: str | None = None
+    models: list[str] | None = None  # restrict to these model folders
     spaces: list[str] = Field(default_factory=lambda: list(ALL_SPACES))
     methods: list[str] = Field(default_factory=list)  # baseline names; [] = none
     space_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -85,6 +86,8 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None,
     from .baselines import get_baseline
 
     real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    if cfg.models is not None:
+        gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))
     keep = subsample(labels_all, cfg.max_per_class)
     labels = labels_all[keep]

@@ -413,6 +413,15 @@ class GeneratedSet:
     def model_names(self) -> list[str]:
         return sorted(set(self.models))
 
+    def select_models(self, names: Sequence[str]) -> GeneratedSet:
+        """The images of the given models only (unknown names are an error)."""
+        missing = sorted(set(names) - set(self.models))
+        if missing:
+            raise KeyError(f"{self.images.root}: no model folder(s) {', '.join(missing)}")
+        keep = [i for i, m in enumerate(self.models) if m in set(names)]
+        return GeneratedSet(self.images.subset(keep), [self.models[i] for i in keep],
+                            {m: f for m, f in self.factors.items() if m in set(names)})
+
     def labels(self, target: str = "model") -> list[str]:
         """Per-image value of ``target`` ('model' or any factor column); missing values raise."""
         if target == "model":
