@@ -12,7 +12,6 @@ from PIL import Image
 from manifpt.datasets import photo_patches
 from manifpt.demo import plant
 
-
 # One intra-op thread: the suite's networks are tiny, and oversubscribed OpenMP threads on a shared
 # 2-core runner are far slower than one thread.
 torch.set_num_threads(1)

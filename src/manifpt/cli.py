@@ -220,6 +220,35 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command("experiment")
+def experiment(
+    names: Annotated[list[str], typer.Argument(help="model-type, train-data, layer-type, cross-dataset, figures, "
+                                                    "theory, density, projection, or all.")],
+    config: Annotated[str, typer.Option(help="Preset (default, quick, tiny) or YAML file.")] = "default",
+    quick: Annotated[bool, typer.Option(help="Shorthand for --config quick.")] = False,
+    out: Annotated[Path, typer.Option(help="Results directory.")] = Path("runs/experiments"),
+    data: Annotated[Path, typer.Option(help="Where real sets and zoos are built and reused.")] = Path("runs/data"),
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """The paper's experiments on the embedded benchmark: results.json + report.md/html per study."""
+    from .experiments import load_experiment_config, run_experiments
+    from .report import fmt_pm
+
+    cfg = load_experiment_config("quick" if quick else config)
+    res = run_experiments(names, cfg, out, data, show_progress=not quiet)
+    t = Table(title=f"{out}: {', '.join(names)} ({cfg.name}), {res['meta']['total_seconds'] / 60:.1f} min "
+                    "(accuracy, NMI and correlation rows; every row is in results.json)")
+    for h in ("task", "method", "space", "target", "metric", "value"):
+        t.add_column(h, justify="right" if h == "value" else "left")
+    for r in res["rows"]:
+        if r["metric"] in ("accuracy", "nmi_kmeans") or r["metric"].startswith("spearman"):
+            pct = r["metric"] == "accuracy"
+            t.add_row(r["task"], r["method"], r["space"], r["target"], r["metric"],
+                      fmt_pm(r["mean"], r["std"], r["n_seeds"], pct) + (" %" if pct else ""))
+    console.print(t)
+    console.print(f"report: {out / 'report.html' if len(res['meta']['experiments']) > 1 else out}")
+
+
 @app.command("demo")
 def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo")) -> None:
     """Run the main job offline on the embedded default data."""

@@ -71,8 +71,8 @@ def fd_ratio(features: np.ndarray, labels: Sequence, seed: int = 0) -> dict:
     """FD ratio (paper App. F.4; Yu et al. 2019): mean inter-class FD / mean intra-class FD.
 
     Intra-class FD: each class's features split at random into two disjoint halves of equal size;
-    FD between the halves, averaged over classes. Inter-class FD: FD between every pair of different
-    classes, averaged over pairs.
+    FD between the halves, averaged over classes (classes under 4 samples are skipped; NaN if none).
+    Inter-class FD: FD between every pair of different classes, averaged over pairs.
     """
     features = np.asarray(features, np.float64).reshape(len(features), -1)
     labels = np.asarray(labels)
@@ -85,8 +85,12 @@ def fd_ratio(features: np.ndarray, labels: Sequence, seed: int = 0) -> dict:
     for c in classes:
         g = groups[c][rng.permutation(len(groups[c]))]
         h = len(g) // 2
-        intra.append(frechet_distance_features(g[:h], g[h:2 * h]))
-    inter = [frechet_distance_features(groups[a], groups[b]) for a, b in combinations(classes, 2)]
+        if h >= 2:  # a class with fewer than 4 samples cannot be split into two Gaussians
+            intra.append(frechet_distance_features(g[:h], g[h:2 * h]))
+    big = [c for c in classes if len(groups[c]) >= 2]
+    inter = [frechet_distance_features(groups[a], groups[b]) for a, b in combinations(big, 2)]
+    if not intra or not inter:
+        return {"intra": float("nan"), "inter": float("nan"), "ratio": float("nan")}
     mi, me = float(np.mean(intra)), float(np.mean(inter))
     return {"intra": mi, "inter": me, "ratio": me / mi if mi > 0 else float("inf")}
 

@@ -115,7 +115,7 @@ def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
 
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    if x.shape[1] > 50:
+    if x.shape[1] > 50 and len(x) > 50:
         x = PCA(50, random_state=seed).fit_transform(x)
     perplexity = float(min(30, max(5, (len(x) - 1) / 4)))
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)

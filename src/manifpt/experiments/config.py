@@ -1,0 +1,55 @@
+"""Experiment presets (pydantic, YAML): which real sets, zoos, spaces, baselines and sizes."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DatasetConfig(BaseModel):
+    """One real training set and the zoo of generative models trained on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    real: str  # a name of manifpt.datasets.REAL_SETS
+    n: int | None = None  # real training images (seeded subset; None = the whole set)
+    zoo: str  # a bundled zoo config name or a YAML path
+    manifold_n: int | None = None  # real images forming the manifold (seeded subset of the training set)
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    datasets: dict[str, DatasetConfig]
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    max_per_class: int | None = 500
+    spaces: list[str] = Field(default_factory=lambda: ["rgb", "freq", "sl", "ssl"])
+    space_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    baselines: list[str] | str = "all"
+    baseline_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    attributor: dict[str, Any] = Field(default_factory=dict)  # arch, epochs, batch_size, patience
+    layer_factors: list[str] = Field(default_factory=lambda: ["upsampling", "last_nl", "norm", "loss", "family"])
+    density_sizes: list[int | str] = Field(default_factory=lambda: [1000, 5000, 20000, "all"])
+    density_space: str = "rgb"
+    projections: list[str] = Field(default_factory=lambda: ["nn1", "knn-mean", "local-affine", "autoencoder", "raw"])
+    projection_spaces: list[str] = Field(default_factory=lambda: ["rgb", "freq"])
+    projection_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    theory_space: str = "sl"
+    theory_k: int = 3
+    tsne_per_class: int = 100
+
+
+def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
+    """A bundled preset (``default``, ``quick``, ``tiny``) or a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        text = p.read_text()
+    else:
+        res = files("manifpt") / "configs" / f"experiments-{name_or_path}.yaml"
+        if not res.is_file():
+            raise FileNotFoundError(f"no experiment config '{name_or_path}' (bundled: default, quick, tiny)")
+        text = res.read_text()
+    return ExperimentConfig(**yaml.safe_load(text))

@@ -1,0 +1,115 @@
+"""Shared state of an experiment run: prepared real sets and zoos, and the compare defaults.
+
+Data (real image folders, zoos, manifold subsets) lives under ``data_root`` and is built once,
+resumably, then reused by every experiment and every later run; results go under ``out``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..compare import CompareConfig, compare_run
+from ..data import GeneratedSet, list_image_files
+from .config import DatasetConfig, ExperimentConfig
+
+
+@dataclass
+class Prepared:
+    name: str
+    real: Path  # the zoo's training set (folder)
+    manifold: Path  # the real images that form the manifold
+    gen: Path
+    models: dict[str, dict[str, str]]
+
+    @property
+    def main_models(self) -> list[str]:
+        """Models of the main design (not the train-data copies ``<model>__<set>``)."""
+        return sorted(m for m in self.models if "__" not in m)
+
+    def copies(self) -> dict[str, list[str]]:
+        """Base model → its train-data copies."""
+        out: dict[str, list[str]] = {}
+        for m in sorted(self.models):
+            if "__" in m:
+                out.setdefault(m.split("__", 1)[0], []).append(m)
+        return out
+
+
+def subset_folder(src: Path, dst: Path, n: int | None, seed: int = 0) -> Path:
+    """``dst`` holding a seeded subset of ``n`` images of ``src`` (hard links where possible)."""
+    if n is None:
+        return src
+    marker = dst / ".complete"
+    if marker.exists():
+        return dst
+    files = list_image_files(src)
+    if n > len(files):
+        raise ValueError(f"{src} has {len(files)} images, fewer than the {n} asked for")
+    pick = sorted(np.random.default_rng(seed).permutation(len(files))[:n].tolist())
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for i in pick:
+        target = dst / files[i].relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(files[i], target)
+        except OSError:
+            shutil.copy2(files[i], target)
+    marker.write_text(f"{n} of {src}\n")
+    return dst
+
+
+@dataclass
+class Context:
+    cfg: ExperimentConfig
+    data_root: Path
+    out: Path
+    show_progress: bool = True
+    device: str | None = None
+    _prepared: dict[str, Prepared] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def dataset(self, name: str) -> Prepared:
+        """Real folder + zoo for dataset ``name`` (built on first use, resumable)."""
+        if name in self._prepared:
+            return self._prepared[name]
+        from ..datasets import prepare_real
+        from ..zoo import build_zoo, load_config
+
+        ds: DatasetConfig = self.cfg.datasets[name]
+        root = self.data_root / name
+        t0 = time.perf_counter()
+        real = prepare_real(ds.real, root / "real", ds.n)
+        gen = root / "gen"
+        build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress)
+        manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
+        self.timings[f"prepare:{name}"] = time.perf_counter() - t0
+        models = GeneratedSet.from_folder(gen, show_progress=False).factors
+        self._prepared[name] = Prepared(name, Path(real), manifold, gen, models)
+        return self._prepared[name]
+
+    def baselines(self) -> list[str]:
+        from ..baselines import list_baselines
+
+        b = self.cfg.baselines
+        return list_baselines() if b == "all" else [] if b in ("none", []) else list(b)
+
+    def compare(self, prepared: Prepared, *, manifold: Path | None = None, **overrides: Any):
+        """``compare_run`` with the preset's defaults (spaces, seeds, sizes, attributor, options)."""
+        att = self.cfg.attributor
+        kw: dict[str, Any] = dict(
+            real=str(manifold or prepared.manifold), generated=str(prepared.gen), spaces=self.cfg.spaces,
+            methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
+            space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
+            projection_options=self.cfg.projection_options, device=self.device,
+            **{k: v for k, v in att.items() if k in ("arch", "epochs", "batch_size", "patience")})
+        kw.update(overrides)
+        return compare_run(CompareConfig(**kw), None, show_progress=self.show_progress)

@@ -1,0 +1,337 @@
+"""The paper's experiments and the two it left out, one registered function each.
+
+Every study takes the shared ``Context`` and returns ``(rows, sections)``: results.json rows in the
+attribution schema and report sections (tables, figures). ``task`` names carry the dataset, e.g.
+``model-type:fmnist``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from ..evaluate import row
+from ..fit import artifact_store, subsample
+from ..metrics import kmeans_nmi, mean_std
+from ..pipeline import open_sets
+from ..report import Section, fmt_pm, paper_table
+from .context import Context, Prepared, subset_folder
+from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
+
+Study = Callable[[Context, Path], tuple[list[dict[str, Any]], list[Section]]]
+STUDIES: dict[str, Study] = {}
+
+
+def study(name: str) -> Callable[[Study], Study]:
+    def deco(fn: Study) -> Study:
+        STUDIES[name] = fn
+        return fn
+    return deco
+
+
+def _first(ctx: Context) -> Prepared:
+    return ctx.dataset(next(iter(ctx.cfg.datasets)))
+
+
+# --------------------------------------------------------------------------- 1. model type
+
+
+@study("model-type")
+def model_type(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Paper Tab. 1 / CVPR Tab. 2: ManiFPT in every space vs the eight prior methods."""
+    rows, sections = [], []
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        task = f"model-type:{name}"
+        r, _ = ctx.compare(p, models=p.main_models, task=task)
+        rows += r
+        n = len(p.main_models)
+        sections.append(Section(f"Model-type attribution on {name} ({n} models, chance {100 / n:.1f} %)",
+                                tables=[paper_table(r, task)]))
+    sections.append(Section("Paper (CVPR Tab. 2), for comparison", tables=[PAPER_MODEL_TYPE]))
+    return rows, sections
+
+
+# --------------------------------------------------------------------------- 2. training set
+
+
+@study("train-data")
+def train_data(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Seed Tab. 5: attribute the training set of a fixed model from raw features vs from artifacts."""
+    rows, sections = [], []
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        for base, copies in p.copies().items():
+            task = f"train-data:{name}:{base}"
+            raw, _ = ctx.compare(p, models=copies, target="train_data", task=task, methods=[],
+                                 spaces=["rgb", "freq"], projections=["raw"])
+            art, _ = ctx.compare(p, models=copies, target="train_data", task=task, methods=[],
+                                 projections=["nn1"])
+            rows += raw + art
+            body = []
+            for r in raw + art:
+                if r["metric"] == "accuracy":
+                    label = f"raw {r['space'].upper()}" if r["method"] != "manifpt" else f"ManiFPT-{r['space'].upper()}"
+                    body.append([label, fmt_pm(r["mean"], r["std"], r["n_seeds"], True)])
+            sections.append(Section(f"Training-set attribution: {base} on {', '.join(copies)} ({name}; chance "
+                                    f"{100 / len(copies):.0f} %)", tables=[(["features", "accuracy (%)"], body)]))
+    if not rows:
+        sections.append(Section("Training-set attribution", "No model was trained on more than one real set."))
+    sections.append(Section("Paper (seed Tab. 5), for comparison", tables=[PAPER_TRAIN_DATA]))
+    return rows, sections
+
+
+# --------------------------------------------------------------------------- 3. layer type
+
+
+@study("layer-type")
+def layer_type(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Seed Tab. 6: NMI between k-means clusters of artifacts and each design factor, per space."""
+    rows, sections = [], []
+    factors = ctx.cfg.layer_factors
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+        gen = gen.select_models(p.main_models)
+        table_rows = []
+        per_factor: dict[str, list[float]] = {f: [] for f in factors}
+        for space in ctx.cfg.spaces:
+            store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                      show_progress=ctx.show_progress)
+            tab = store.table()
+            line = [f"ManiFPT-{space.upper()}"]
+            for f in factors:
+                vals = np.array([r.get(f, "n/a") for r in tab])
+                sel = np.flatnonzero(vals != "n/a")
+                if len(set(vals[sel].tolist())) < 2:
+                    line.append("–")
+                    continue
+                keep = sel[subsample(vals[sel], ctx.cfg.max_per_class)]
+                nmis = [kmeans_nmi(store.artifacts(keep), vals[keep], seed) for seed in ctx.cfg.seeds]
+                m, s = mean_std(nmis)
+                per_factor[f].append(m)
+                rows.append(row(f"layer-type:{name}", f, "manifpt", space, "nmi_kmeans", m, s, len(nmis)))
+                line.append(f"{m:.3f}")
+            table_rows.append(line)
+        avg = ["average"] + [f"{np.mean(per_factor[f]):.3f}" if per_factor[f] else "–" for f in factors]
+        table_rows.append(avg)
+        sections.append(Section(f"Layer type vs artifacts on {name}: NMI of k-means clusters (k = number of "
+                                "values; models where the factor applies; mean over seeds of k-means)",
+                                tables=[(["space", *factors], table_rows)]))
+    sections.append(Section("Paper (seed Tab. 6, average row recomputed), for comparison",
+                            tables=[PAPER_LAYER_NMI]))
+    return rows, sections
+
+
+# --------------------------------------------------------------------------- 4. cross-dataset
+
+
+@study("cross-dataset")
+def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """CVPR Tab. 4: train on the zoo of one real set, test on the same model types trained on another.
+
+    With two datasets of equal shape and shared model names, train on one and test on the other;
+    within one zoo, the train-data copies play that role (train on ``<model>__<set A>``, test on
+    ``<model>__<set B>``).
+    """
+    from ..attribute import Attributor
+    from ..splits import stratified_split
+
+    rows, body = [], []
+    pairs = _cross_pairs(ctx)
+    for (pa, models_a), (pb, models_b), label in pairs:
+        base = [m.split("__", 1)[0] for m in models_a]
+        for space in ctx.cfg.spaces:
+            data = []
+            for p, models in ((pa, models_a), (pb, models_b)):
+                real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+                gen = gen.select_models(models)
+                store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                          show_progress=ctx.show_progress)
+                y = np.array([m.split("__", 1)[0] for m in store.labels("model")])
+                keep = subsample(y, ctx.cfg.max_per_class)
+                data.append((store.artifacts(keep), y[keep], tuple(store.manifest["artifact_shape"]) or None))
+            (xa, ya, shape), (xb, yb, _) = data
+            accs = []
+            for seed in ctx.cfg.seeds:
+                sp = stratified_split(ya, (0.8, 0.2, 0.0), seed)
+                kw = {k: v for k, v in ctx.cfg.attributor.items() if k in ("arch", "epochs", "batch_size", "patience")}
+                att = Attributor(shape, seed=seed, coords=space == "freq", device=ctx.device,
+                                 show_progress=ctx.show_progress, **kw)
+                att.fit(xa[sp["train"]], ya[sp["train"]], xa[sp["val"]], ya[sp["val"]])
+                accs.append(float((att.predict(xb) == yb).mean()))
+            m, s = mean_std(accs)
+            rows.append(row(f"cross-dataset:{label}", "model", "manifpt", space, "accuracy", m, s, len(accs)))
+            body.append([label, f"ManiFPT-{space.upper()}", fmt_pm(m, s, len(accs), True),
+                         f"{100 / len(set(base)):.0f}"])
+    sections = [Section("Cross-dataset attribution (train → test)", tables=[
+        (["train → test", "method", "accuracy (%)", "chance (%)"], body)] if body else [],
+        text="" if body else "Needs two zoos with shared model types, or ≥ 2 models with train-data copies.")]
+    return rows, sections
+
+
+def _cross_pairs(ctx: Context) -> list[tuple[tuple[Prepared, list[str]], tuple[Prepared, list[str]], str]]:
+    names = list(ctx.cfg.datasets)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pa, pb = ctx.dataset(a), ctx.dataset(b)
+            shared = sorted(set(pa.main_models) & set(pb.main_models))
+            if len(shared) >= 2:
+                pairs += [((pa, shared), (pb, shared), f"{a}→{b}"), ((pb, shared), (pa, shared), f"{b}→{a}")]
+    if not pairs:
+        p = _first(ctx)
+        copies = p.copies()
+        sets = sorted({c.split("__", 1)[1] for cs in copies.values() for c in cs})
+        if len(copies) >= 2 and len(sets) >= 2:
+            a, b = sets[:2]
+            ma = [f"{m}__{a}" for m in copies if f"{m}__{a}" in p.models and f"{m}__{b}" in p.models]
+            mb = [m.replace(f"__{a}", f"__{b}") for m in ma]
+            if len(ma) >= 2:
+                pairs += [((p, ma), (p, mb), f"{a}→{b}"), ((p, mb), (p, ma), f"{b}→{a}")]
+    return pairs
+
+
+# --------------------------------------------------------------------------- 5. figures
+
+
+@study("figures")
+def figures(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Fig. 1 (t-SNE: pixels, SL embedding, a baseline's features, artifacts) and Fig. 3–5 (triplets)."""
+    from ..baselines import get_baseline
+    from ..figures import triplet_figure
+    from ..report import tsne_figure
+    from ..spaces import get_space
+
+    p = _first(ctx)
+    real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+    gen = gen.select_models(p.main_models)
+    labels = np.array(gen.models)
+    keep = subsample(labels, ctx.cfg.tsne_per_class)
+    images = gen.images.load(keep)
+    panels: list[tuple[str, np.ndarray]] = [("pixels", images.astype(np.float32))]
+    panels.append(("SL embedding", get_space("sl", **ctx.cfg.space_options.get("sl", {})).embed(images)))
+    rest = np.setdiff1d(np.arange(len(labels)), keep)
+    train = rest[subsample(labels[rest], ctx.cfg.max_per_class or 200)]
+    base = get_baseline("durall20", seed=0).fit(gen.images.load(train), labels[train])
+    panels.append(("Durall20 features", base.features(images)))
+    figs = []
+    for space in ctx.cfg.spaces:
+        store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                  show_progress=ctx.show_progress)
+        panels.append((f"ManiFPT-{space.upper()} artifacts", store.artifacts(keep)))
+        if space in ("rgb", "freq"):
+            triplet_figure(store.root, out / "figures" / f"triplets-{space}.png", per_model=1)
+            figs.append(f"figures/triplets-{space}.png")
+    tsne_figure(panels, labels[keep], out / "figures" / "tsne.png")
+    return [], [Section("t-SNE of generated images by model (paper Fig. 1)", figures=["figures/tsne.png"]),
+                Section("Artifacts (paper Fig. 3–5): x_G, x*, a per model", figures=figs)]
+
+
+# --------------------------------------------------------------------------- 6. theory check
+
+
+@study("theory")
+def theory(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """App. A: per model d_FPT (max / p95 artifact norm) next to k-NN precision and recall."""
+    from ..theory import d_fpt, precision_recall
+
+    p = _first(ctx)
+    space = ctx.cfg.theory_space
+    real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+    gen = gen.select_models(p.main_models)
+    store, manifold = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                     show_progress=ctx.show_progress)
+    tab = store.table()
+    n_ref = min(len(real_set), 5000)
+    ref_idx = np.sort(np.random.default_rng(0).permutation(len(real_set))[:n_ref])
+    real_feats = np.asarray(manifold.embeddings_[ref_idx])
+    rows, body, stats = [], [], []
+    for model in p.main_models:
+        idx = np.array([i for i, r in enumerate(tab) if r["model"] == model])[:1000]
+        norms = np.array([float(tab[i]["artifact_norm"]) for i in idx])
+        feats = manifold.embed(gen.images.load(idx))
+        prec, rec = precision_recall(real_feats, feats, ctx.cfg.theory_k)
+        d = d_fpt(norms)
+        stats.append((d["d_fpt_p95"], d["d_fpt_max"], prec, rec))
+        task = f"theory:{p.name}"
+        for metric, v in (*d.items(), ("precision", prec), ("recall", rec)):
+            rows.append(row(task, model, "manifpt", space, metric, v, 0.0, 1))
+        body.append([model, f"{d['d_fpt_max']:.3g}", f"{d['d_fpt_p95']:.3g}", f"{d['artifact_norm_mean']:.3g}",
+                     f"{prec:.3f}", f"{rec:.3f}"])
+    s = np.array(stats)
+    rho_p95 = spearmanr(s[:, 0], s[:, 2]).statistic if len(s) > 2 else float("nan")
+    rho_max = spearmanr(s[:, 1], s[:, 2]).statistic if len(s) > 2 else float("nan")
+    rows.append(row(f"theory:{p.name}", "models", "manifpt", space, "spearman_dfpt_p95_precision",
+                    float(rho_p95), 0.0, 1))
+    text = (f"{space.upper()} space; precision/recall: k = {ctx.cfg.theory_k} nearest-neighbour balls, "
+            f"{n_ref} real vs ≤ 1000 generated samples per model. Spearman ρ(d_FPT p95, precision) = "
+            f"{rho_p95:.3f}; ρ(d_FPT max, precision) = {rho_max:.3f}. The theory predicts d_FPT → 0 as "
+            "precision → 1, i.e. a negative correlation.")
+    return rows, [Section("Theory check (App. A): d_FPT vs precision and recall", text,
+                          tables=[(["model", "d_FPT max", "d_FPT p95", "mean ‖a‖", "precision", "recall"], body)])]
+
+
+# --------------------------------------------------------------------------- 7. manifold density
+
+
+@study("density")
+def density(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """New: accuracy and mean artifact norm as the number of real images forming the manifold grows."""
+    p = _first(ctx)
+    space = ctx.cfg.density_space
+    rows, body = [], []
+    n_real = len(list(p.real.glob("*.png")))
+    for size in ctx.cfg.density_sizes:
+        n = n_real if size == "all" else min(int(size), n_real)
+        folder = subset_folder(p.real, ctx.data_root / p.name / f"manifold-{n}", None if n == n_real else n)
+        task = f"density:{p.name}"
+        r, _ = ctx.compare(p, manifold=folder, models=p.main_models, spaces=[space], methods=[], task=task)
+        acc = next(x for x in r if x["metric"] == "accuracy")
+        real_set, gen = open_sets(folder, p.gen, None, ctx.show_progress)
+        store, _ = artifact_store(real_set, gen.select_models(p.main_models), space,
+                                  ctx.cfg.space_options.get(space), show_progress=ctx.show_progress)
+        norm = float(np.mean([float(t["artifact_norm"]) for t in store.table()]))
+        rows += [{**acc, "target": f"n_real={n}"}, row(task, f"n_real={n}", "manifpt", space, "artifact_norm_mean",
+                                                        norm, 0.0, 1)]
+        body.append([str(n), fmt_pm(acc["mean"], acc["std"], acc["n_seeds"], True), f"{norm:.4g}"])
+    return rows, [Section(f"Manifold density ({space.upper()} space, model-type task on {p.name})",
+                          tables=[(["real images in the manifold", "accuracy (%)", "mean ‖a‖"], body)])]
+
+
+# --------------------------------------------------------------------------- 8. projection estimators
+
+
+@study("projection")
+def projection(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Issue 7: accuracy and mean artifact norm for each estimator of x* × space, with the raw control."""
+    rows, sections = [], []
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        task = f"projection:{name}"
+        r, _ = ctx.compare(p, models=p.main_models, spaces=ctx.cfg.projection_spaces, methods=[], task=task,
+                           projections=ctx.cfg.projections)
+        real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+        gen = gen.select_models(p.main_models)
+        body = []
+        for space in ctx.cfg.projection_spaces:
+            raw = next(x for x in r if x["metric"] == "accuracy" and x["space"] == space
+                       and x["method"] == "manifpt[raw]")
+            for proj in ctx.cfg.projections:
+                method = "manifpt" if proj == "nn1" else f"manifpt[{proj}]"
+                acc = next(x for x in r if x["metric"] == "accuracy" and x["space"] == space and x["method"] == method)
+                store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                          show_progress=ctx.show_progress, projection=proj,
+                                          projection_options=ctx.cfg.projection_options.get(proj))
+                norm = float(np.mean([float(t["artifact_norm"]) for t in store.table()]))
+                rows.append(row(task, "model", method, space, "artifact_norm_mean", norm, 0.0, 1))
+                body.append([space.upper(), proj, fmt_pm(acc["mean"], acc["std"], acc["n_seeds"], True),
+                             f"{100 * (acc['mean'] - raw['mean']):+.1f}", f"{norm:.4g}"])
+        rows += r
+        sections.append(Section(f"Estimators of x* on {name} (model-type task)", tables=[
+            (["space", "projection", "accuracy (%)", "vs raw (points)", "mean ‖a‖"], body)]))
+    return rows, sections
