@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean bench
+.PHONY: install test lint demo clean bench data-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
-demo: $(STAMP)
-	$(VENV)/bin/manifpt demo --out runs/demo
+# The demo's real data: Debian's Fashion-MNIST (offline package registry); needs root or sudo.
+DEB_DATA := dataset-fashion-mnist
+data-deps:
+	@dpkg -s $(DEB_DATA) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get install -y -q $(DEB_DATA) || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(DEB_DATA); }; }
+
+demo: $(STAMP) data-deps
+	$(VENV)/bin/manifpt demo --out runs/demo --data runs/data
 
 bench: $(STAMP)
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json

@@ -114,16 +114,19 @@ def check(folder: Path, size: Annotated[int | None, typer.Option()] = None) -> N
         console.print(f"  {b.path}: {b.reason}")
 
 
-def print_rows(rows: list[dict[str, Any]], title: str) -> None:
-    from .report import results_table
-
-    header, body = results_table(rows)
+def print_table(header: list[str], body: list[list[str]], title: str, left: tuple[str, ...] = ("method",)) -> None:
     t = Table(title=title)
     for h in header:
-        t.add_column(h, justify="left" if h in ("method", "space", "target", "metric") else "right")
+        t.add_column(h, justify="left" if h in left else "right")
     for r in body:
         t.add_row(*r)
     console.print(t)
+
+
+def print_rows(rows: list[dict[str, Any]], title: str) -> None:
+    from .report import results_table
+
+    print_table(*results_table(rows), title, ("method", "space", "target", "metric"))
 
 
 @app.command("fit")
@@ -187,13 +190,7 @@ def compare(
                         spaces=[s for s in spaces.split(",") if s], methods=names, seeds=list(range(seeds)),
                         max_per_class=max_per_class, epochs=epochs, size=size, projections=projection.split(","))
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
-    header, body = paper_table(rows)
-    t = Table(title=f"{out}: {target} attribution")
-    for h in header:
-        t.add_column(h, justify="left" if h == "method" else "right")
-    for r in body:
-        t.add_row(*r)
-    console.print(t)
+    print_table(*paper_table(rows), f"{out}: {target} attribution")
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -250,13 +247,19 @@ def experiment(
 
 
 @app.command("demo")
-def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo")) -> None:
-    """Run the main job offline on the embedded default data."""
+def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+         data: Annotated[Path, typer.Option(help="Where the real set and the zoo are built.")] = Path("runs/data"),
+         quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False) -> None:
+    """Run the main job offline on the embedded default data (Fashion-MNIST + the quick zoo)."""
     from .demo import run_demo
+    from .report import paper_table
 
-    for fig in run_demo(out):
-        print_summary(fig.parent / fig.stem.replace("triplets-", "artifacts-"))
-        console.print(f"figure: {fig}")
+    res = run_demo(out, data, show_progress=not quiet)
+    n = len(res["models"])
+    minutes = f"{res['seconds_total'] / 60:.1f} min ({res['seconds_data'] / 60:.1f} min data + zoo)"
+    print_table(*paper_table(res["rows"]), f"model-type attribution, {n} generative models (chance "
+                f"{100 / n:.1f} %), {minutes}")
+    console.print(f"report: {out / 'report.html'}; results: {out / 'results.json'}; zoo: {res['gen']}")
 
 
 if __name__ == "__main__":

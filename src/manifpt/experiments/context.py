@@ -102,7 +102,8 @@ class Context:
         b = self.cfg.baselines
         return list_baselines() if b == "all" else [] if b in ("none", []) else list(b)
 
-    def compare(self, prepared: Prepared, *, manifold: Path | None = None, **overrides: Any):
+    def compare(self, prepared: Prepared, *, manifold: Path | None = None, out: Path | None = None,
+                **overrides: Any):
         """``compare_run`` with the preset's defaults (spaces, seeds, sizes, attributor, options)."""
         att = self.cfg.attributor
         kw: dict[str, Any] = dict(
@@ -112,4 +113,4 @@ class Context:
             projection_options=self.cfg.projection_options, device=self.device,
             **{k: v for k, v in att.items() if k in ("arch", "epochs", "batch_size", "patience")})
         kw.update(overrides)
-        return compare_run(CompareConfig(**kw), None, show_progress=self.show_progress)
+        return compare_run(CompareConfig(**kw), out, show_progress=self.show_progress)
