@@ -18,6 +18,17 @@ app.add_typer(artifacts_app, name="artifacts")
 console = Console()
 
 
+def _register_subapps() -> None:
+    from .datasets_cli import data_app
+    from .zoo.cli import zoo_app
+
+    app.add_typer(zoo_app, name="zoo", help="Train and sample manifpt's zoo of generative models.")
+    app.add_typer(data_app, name="data", help="Write the offline real datasets as image folders.")
+
+
+_register_subapps()
+
+
 def parse_options(items: list[str] | None) -> dict[str, Any]:
     """`key=value` pairs (values parsed as YAML scalars) → dict."""
     out: dict[str, Any] = {}

@@ -67,7 +67,9 @@ def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_opti
     """Artifacts of ``gen`` in ``space``, computed once and cached by the content hashes of both sets."""
     manifold = Manifold(get_space(space, **(space_options or {})), backend=backend, show_progress=show_progress,
                         projection=projection, projection_options=projection_options).fit(real_set)
-    key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size})
+    # the roots are part of the key: the store records file paths (figures, t-SNE and predict read them)
+    key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size,
+                     "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())]})
     root = cache_dir() / "artifacts" / key
     done = (root / "summary.json").exists()
     store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,

@@ -1,0 +1,140 @@
+"""The interface every generative-model family implements, and the family registry.
+
+A family is one module with one ``@register_family("name")`` class; adding a family means adding
+that file and its module name to ``FAMILY_MODULES`` below (modules are imported lazily, so the heavy
+``diffusers`` import only happens when a diffusion model is built).
+
+The build loop (``manifpt.zoo.build``) owns everything generic: data batches, checkpoints, resume,
+sampling to PNG. A family owns only its networks, optimisers, one training step and sampling. All
+randomness flows through the ``torch.Generator`` it is handed (a CPU generator whose state is
+checkpointed), so a resumed run replays exactly the random numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+#: module (inside manifpt.zoo) → imported on first use; one line per family.
+FAMILY_MODULES: tuple[str, ...] = ("gan", "vae", "flow", "diffusion", "pixelcnn")
+
+_FAMILIES: dict[str, type[ZooModel]] = {}
+
+Batch = Callable[[], torch.Tensor]
+
+
+class FamilyOptions(BaseModel):
+    """Base of every family's options (unknown keys are errors, so typos in a config fail early)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZooModel(ABC):
+    """One trainable generative model.
+
+    ``shape`` is (C, H, W). Training batches are float tensors in [0, 1] on ``device``; each family
+    rescales as it needs. ``sample`` returns uint8 N×H×W (gray) or N×H×W×3.
+    """
+
+    family: ClassVar[str] = "?"
+    #: library and architecture, recorded in models.yaml (e.g. "manifpt DCGAN").
+    architecture: ClassVar[str] = "?"
+    Options: ClassVar[type[FamilyOptions]] = FamilyOptions
+    #: default learning rate when the config gives none.
+    default_lr: ClassVar[float] = 2e-4
+
+    def __init__(self, options: FamilyOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
+        self.options, self.shape, self.device, self.lr = options, shape, device, lr
+        #: completed training steps; set by the build loop before each ``train_step`` (warm-up, EMA).
+        self.current_step = 0
+
+    # -- what the build loop needs ---------------------------------------------------------
+    @abstractmethod
+    def networks(self) -> dict[str, nn.Module]:
+        """Every module whose state is checkpointed (name → module)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser whose state is checkpointed."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch, gen: torch.Generator) -> dict[str, float]:
+        """One optimisation step; ``batch()`` draws a fresh real batch. Returns losses for display."""
+
+    @abstractmethod
+    def sample(self, n: int, gen: torch.Generator) -> np.ndarray:
+        """``n`` images as uint8 N×H×W(×3), drawn with ``gen`` only."""
+
+    @abstractmethod
+    def factors(self) -> dict[str, str]:
+        """Design factors: upsampling, loss, norm, last_nl (``n/a`` where a factor does not apply)."""
+
+    def sampling_networks(self) -> list[nn.Module]:
+        """The networks that produce samples (their parameter count is the model's ``params``)."""
+        return list(self.networks().values())
+
+    def after_step(self, step: int) -> None:  # noqa: B027 - optional hook (e.g. EMA update)
+        """Called after each training step with the new step count."""
+
+    # -- helpers ---------------------------------------------------------------------------
+    def randn(self, gen: torch.Generator, *shape: int) -> torch.Tensor:
+        """Standard normal noise drawn on the CPU generator, moved to the device (same on CPU and GPU)."""
+        return torch.randn(*shape, generator=gen).to(self.device)
+
+    def rand(self, gen: torch.Generator, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen).to(self.device)
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks().values():
+            net.train(mode)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float N×C×H×W in [0, 1] → uint8 N×H×W(×C) with rounding (not truncation)."""
+    arr = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
+
+
+def register_family(name: str) -> Callable[[type[ZooModel]], type[ZooModel]]:
+    """Class decorator: make a family available as ``get_family(name)``."""
+
+    def deco(cls: type[ZooModel]) -> type[ZooModel]:
+        if name in _FAMILIES and _FAMILIES[name] is not cls:
+            raise ValueError(f"family '{name}' is already registered by {_FAMILIES[name].__name__}")
+        cls.family_key = name  # type: ignore[attr-defined]
+        _FAMILIES[name] = cls
+        return cls
+
+    return deco
+
+
+def _import_all() -> None:
+    for mod in FAMILY_MODULES:
+        importlib.import_module(f"manifpt.zoo.{mod}")
+
+
+def get_family(name: str) -> type[ZooModel]:
+    """The registered family class for ``name`` (``gan``, ``vae``, ``flow``, ``ddpm``, ``pixelcnn``)."""
+    if name not in _FAMILIES:
+        _import_all()
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model family '{name}'; available: {', '.join(sorted(_FAMILIES))}") from None
+
+
+def list_families() -> list[str]:
+    _import_all()
+    return sorted(_FAMILIES)
+
+
+def parse_options(family: str, options: dict[str, Any]) -> FamilyOptions:
+    """Validate a model's family options (unknown keys raise a pydantic ``ValidationError``)."""
+    return get_family(family).Options(**options)
