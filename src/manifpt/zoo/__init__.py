@@ -13,28 +13,27 @@ Families live one per module (``gan``, ``vae``, ``flow``, ``diffusion``, ``pixel
 themselves with ``@register_family``; ``FAMILY_MODULES`` in ``base`` lists them.
 """
 
-from ..metrics import frechet_distance
-from .base import FAMILY_MODULES, FamilyOptions, ZooModel, get_family, list_families, register_family
-from .build import ZooMismatchError, ZooResult, build_zoo, resolve_real, write_grid
-from .config import ModelSpec, QualityConfig, TrainDataConfig, ZooConfig, bundled_configs, load_config
+from __future__ import annotations
 
-__all__ = [
-    "FAMILY_MODULES",
-    "FamilyOptions",
-    "ModelSpec",
-    "QualityConfig",
-    "TrainDataConfig",
-    "ZooConfig",
-    "ZooMismatchError",
-    "ZooModel",
-    "ZooResult",
-    "build_zoo",
-    "bundled_configs",
-    "frechet_distance",
-    "get_family",
-    "list_families",
-    "load_config",
-    "register_family",
-    "resolve_real",
-    "write_grid",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FAMILY_MODULES": "base", "FamilyOptions": "base", "ZooModel": "base", "get_family": "base",
+    "list_families": "base", "register_family": "base", "ZooMismatchError": "build", "ZooResult": "build",
+    "build_zoo": "build", "resolve_real": "build", "write_grid": "build", "ModelSpec": "config",
+    "QualityConfig": "config", "TrainDataConfig": "config", "ZooConfig": "config", "bundled_configs": "config",
+    "load_config": "config",
+}
+__all__ = [*sorted(_EXPORTS), "frechet_distance"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so ``manifpt --help`` does not load torch."""
+    if name == "frechet_distance":
+        from ..metrics import frechet_distance
+
+        return frechet_distance
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'manifpt.zoo' has no attribute {name!r}")
