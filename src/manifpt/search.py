@@ -95,6 +95,7 @@ class ExactKNN:
         for lo in range(0, len(base), self.base_chunk):
             np.subtract(base[lo:lo + self.base_chunk], self.mean_, out=self.centred_[lo:lo + self.base_chunk])
         self.norms_ = np.sqrt(np.einsum("ij,ij->i", self.centred_, self.centred_, dtype=np.float64))
+        self.sqnorms32_ = np.einsum("ij,ij->i", self.centred_, self.centred_)  # float32, as the engines compute them
         self.radius_ = float(self.norms_.max())
         self.coeff_ = error_bound_coeff(base.shape[1], self.bound)
         self.backend_ = self._resolve_backend()
@@ -154,7 +155,7 @@ class ExactKNN:
         out = np.empty((len(q), len(self.centred_)), np.float32)
         for lo in range(0, len(self.centred_), self.base_chunk):
             yb = self.centred_[lo:lo + self.base_chunk]
-            out[:, lo:lo + len(yb)] = qn + np.einsum("ij,ij->i", yb, yb)[None] - 2.0 * (q @ yb.T)
+            out[:, lo:lo + len(yb)] = qn + self.sqnorms32_[lo:lo + len(yb)][None] - 2.0 * (q @ yb.T)
         return np.maximum(out, 0, out=out)
 
     # -- exact search -----------------------------------------------------------------

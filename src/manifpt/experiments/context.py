@@ -88,7 +88,7 @@ class Context:
         root = self.data_root / name
         t0 = time.perf_counter()
         real = prepare_real(ds.real, root / "real", ds.n)
-        gen = root / "gen"
+        gen = root / f"zoo-{ds.zoo}"  # one folder per zoo config: presets on other zoos never collide
         build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0
