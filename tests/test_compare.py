@@ -39,3 +39,16 @@ def test_compare_cli(folders, tmp_path) -> None:
                                  "--epochs", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c" / "report.html").exists()
+
+
+def test_image_arch_applies_to_image_artifacts_only(folders, tmp_path) -> None:
+    """A preset's CNN attributor is for RGB/FREQ artifacts; SL's 1280-d vectors get the MLP, not an error."""
+    real, gen = folders
+    cfg = CompareConfig(real=str(real), generated=str(gen), spaces=["rgb", "sl"], seeds=[0], arch="cifar_resnet",
+                        epochs=1, space_options={"sl": {"resolution": 32}}, max_per_class=30)
+    rows, _ = compare_run(cfg, tmp_path / "c", show_progress=False)
+    archs = {s: json.loads(next((tmp_path / "c" / "models" / f"manifpt-{s}" / "seed-0").glob("*.json")).read_text())
+             for s in ("rgb", "sl")}
+    assert {s: a["arch"] for s, a in archs.items()} == {"rgb": "cifar_resnet", "sl": "mlp"}
+    assert {(r["method"], r["space"]) for r in rows if r["metric"] == "accuracy"} == {("manifpt", "rgb"),
+                                                                                       ("manifpt", "sl")}

@@ -36,6 +36,16 @@ def test_artifacts_definition_and_exact_zero_for_real_images(space, patches: np.
     assert (np.linalg.norm(art[:40], axis=1) > 0).all()
 
 
+def test_pixel_identity_not_zero_distance_flags_real_images(patches: np.ndarray) -> None:
+    """EfficientNet-Lite0 at 32 px maps many patches to the all-zero vector: distance 0, yet not the same image."""
+    real = patches[:300]
+    m = Manifold(get_space("sl", resolution=32)).fit(real)
+    queries = np.concatenate([patches[1000:1100], real[[3]]])
+    _, proj, _ = m.transform(queries)
+    assert proj.identical.tolist() == [False] * 100 + [True]
+    assert (proj.sqdist[:100] == 0).any()  # the collapse this flag exists for
+
+
 def test_project_k_returns_sorted_neighbours(patches: np.ndarray) -> None:
     m = Manifold(get_space("rgb")).fit(patches[:300])
     idx, d2 = m.project(patches[1000:1010], k=4)

@@ -40,7 +40,7 @@ class CompareConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     size: int | None = None
     max_per_class: int | None = None
-    arch: str = "auto"
+    arch: str = "auto"  # attributor for image-shaped artifacts (RGB, FREQ); vector ones (SL, SSL) get "auto" (MLP)
     epochs: int = 40
     batch_size: int = 64
     patience: int = 6
@@ -102,8 +102,9 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None,
             check_overlap(table, False)
             shape = tuple(store.manifest["artifact_shape"]) or None
             X = store.artifacts(keep)
+            arch = cfg.arch if shape is not None and len(shape) == 3 else "auto"
             fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target,
-                             arch=cfg.arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+                             arch=arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
                              device=cfg.device)
             name = manifpt_name(proj)
             methods.append(ArrayMethod(name, space, X, shape, attributor_factory(fcfg, shape, show_progress)))

@@ -80,3 +80,46 @@ def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def zoo_sheet(gen_dir: str | Path, out: str | Path, per_model: int = 16, real_dir: str | Path | None = None,
+              cols: int = 6) -> Path:
+    """One PNG with the first ``per_model`` samples of every model of a zoo (a 4×4 tile each), titled with
+    the model's name and, when ``GEN/quality.json`` exists, its Fréchet distance to the real set.
+
+    ``real_dir`` adds a tile of real images first, so a reader can judge "recognisably from the data".
+    """
+    import json
+
+    from .data import GeneratedSet, ImageSet, list_image_files
+
+    gen = GeneratedSet.from_folder(gen_dir, show_progress=False)
+    qpath = Path(gen_dir) / "quality.json"
+    fd = json.loads(qpath.read_text())["models"] if qpath.exists() else {}
+    tiles: list[tuple[str, np.ndarray]] = []
+    if real_dir is not None:
+        real = ImageSet.from_folder(real_dir, files=list_image_files(real_dir)[:per_model], show_progress=False)
+        tiles.append(("real", real.load(np.arange(len(real)))))
+    models = np.asarray(gen.models)
+    for m in gen.model_names:
+        idx = np.flatnonzero(models == m)[:per_model]
+        tiles.append((f"{m}" + (f"\nFD {fd[m]:.0f}" if m in fd else ""), gen.images.load(idx)))
+    side = int(np.ceil(np.sqrt(per_model)))
+    rows = int(np.ceil(len(tiles) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (title, imgs) in zip(axes.ravel(), tiles, strict=False):
+        h, w = imgs.shape[1:3]
+        canvas = np.zeros((side * h, side * w, *imgs.shape[3:]), imgs.dtype)
+        for j, im in enumerate(imgs):
+            r, c = divmod(j, side)
+            canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+        ax.imshow(canvas, cmap="gray" if canvas.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

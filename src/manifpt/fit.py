@@ -24,6 +24,7 @@ from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate
 from .manifold import Manifold
 from .pipeline import open_sets
 from .spaces import get_space
+from .store import FORMAT as STORE_FORMAT
 from .store import ArtifactStore, compute_artifacts
 
 RUN_FORMAT = "manifpt-run/1"
@@ -69,7 +70,8 @@ def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_opti
                         projection=projection, projection_options=projection_options).fit(real_set)
     # the roots are part of the key: the store records file paths (figures, t-SNE and predict read them)
     key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size,
-                     "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())]})
+                     "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())],
+                     "format": STORE_FORMAT})
     root = cache_dir() / "artifacts" / key
     done = (root / "summary.json").exists()
     store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,
@@ -84,8 +86,14 @@ def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[Arti
 
 
 def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
-    """Real images of the manifold must not be evaluated: their nearest real sample is themselves (d = 0)."""
-    zero = [r for r in table if float(r["nn_sqdist"]) == 0.0]
+    """Real images of the manifold must not be evaluated: their artifact is zero by construction.
+
+    Identity is decided on pixels (the manifold's hash index), not on a zero distance: in SL/SSL space
+    different images can share an embedding. Stores written before ``pixel_identical`` existed fall
+    back to the distance.
+    """
+    zero = [r for r in table if (r["pixel_identical"] == "1" if "pixel_identical" in r
+                                 else float(r["nn_sqdist"]) == 0.0)]
     if zero and not allow:
         ex = "; ".join(f"{r['path']} = real {r['nn_path']}" for r in zero[:5])
         raise OverlapError(f"{len(zero)} evaluated image(s) are pixel-identical to images of the real set that "

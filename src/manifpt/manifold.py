@@ -56,6 +56,9 @@ class Projection:
 
     index: np.ndarray  # int64 (N,) or (N, k)
     sqdist: np.ndarray  # float32, same shape
+    #: bool (N,): the query's pixels are byte-identical to a real image (distance 0 alone does not say so:
+    #: SL/SSL embeddings, even FREQ's phase-free spectra, can coincide for different images)
+    identical: np.ndarray | None = None
 
 
 class EmbeddingCache:
@@ -170,15 +173,19 @@ class Manifold:
     # -- projection -------------------------------------------------------------------
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Embed query images; pixel-identical copies of real images get the stored real embedding."""
+        return self._embed(images)[0]
+
+    def _embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images)
         if tuple(images.shape[1:]) != self.image_shape_:
             raise ValueError(f"images have shape {images.shape[1:]}, the real set {self.image_shape_}")
         emb = self.space.embed(images)
+        identical = np.zeros(len(images), bool)
         for j, h in enumerate(pixel_digests(images)):
             i = self._hash_index.get(h.tobytes())
             if i is not None:
-                emb[j] = self.embeddings_[i]
-        return emb
+                emb[j], identical[j] = self.embeddings_[i], True
+        return emb, identical
 
     def project(self, images: ImageSource | np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Exact nearest real sample of each image: (index int64 (N,), squared distance float32 (N,))."""
@@ -202,14 +209,15 @@ class Manifold:
         arts = np.empty((n, dim), np.float32)
         idx = np.empty((n, kk), np.int64)
         dist = np.empty((n, kk), np.float32)
+        same = np.zeros(n, bool)
         for lo in range(0, n, self.query_chunk):
             imgs = src.load(np.arange(lo, min(lo + self.query_chunk, n)))
-            e = self.embed(imgs)
+            e, ident = self._embed(imgs)
             p = self.index_.search(e, kk)
             sl = slice(lo, lo + len(e))
-            embs[sl], idx[sl], dist[sl] = e, p[1], p[0]
+            embs[sl], idx[sl], dist[sl], same[sl] = e, p[1], p[0], ident
             arts[sl] = e - self.projector_.project(self, e, imgs, p[1][:, :max(self.projector_.k, 1)], p[0])
-        proj = Projection(idx[:, 0], dist[:, 0]) if k == 1 else Projection(idx[:, :k], dist[:, :k])
+        proj = Projection(idx[:, 0], dist[:, 0], same) if k == 1 else Projection(idx[:, :k], dist[:, :k], same)
         return embs, proj, arts
 
     def settings(self) -> dict:

@@ -31,7 +31,9 @@ from .manifold import Manifold
 from .progress import progress
 
 BASE_COLUMNS = ["index", "path", "model"]
-NN_COLUMNS = ["nn_index", "nn_path", "nn_sqdist", "artifact_norm"]
+#: bumped when the stored columns change; part of the artifact cache key, so old stores are never reused
+FORMAT = "manifpt-artifacts/2"
+NN_COLUMNS = ["nn_index", "nn_path", "nn_sqdist", "artifact_norm", "pixel_identical"]
 
 
 class StoreMismatchError(ValueError):
@@ -60,7 +62,7 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
     columns = BASE_COLUMNS + factors + NN_COLUMNS
     space = manifold.space
     manifest = {
-        "format": "manifpt-artifacts/1",
+        "format": FORMAT,
         "space": space.name,
         "space_settings": space.settings(),
         "projection": manifold.projector_.settings(),
@@ -108,7 +110,8 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
                 rows.append({"index": i, "path": gen.images.rel_paths[i], "model": m,
                              **{f: gen.factors.get(m, {}).get(f, "") for f in factors},
                              "nn_index": int(proj.index[j]), "nn_path": real.rel_paths[int(proj.index[j])],
-                             "nn_sqdist": _fmt(proj.sqdist[j]), "artifact_norm": _fmt(norms[j])})
+                             "nn_sqdist": _fmt(proj.sqdist[j]), "artifact_norm": _fmt(norms[j]),
+                             "pixel_identical": int(proj.identical[j])})
             atomic_write_text(shard_dir / f"{s:05d}.csv", _csv_text(rows, columns, header=False))
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(art, np.float32), allow_pickle=False)

@@ -49,6 +49,17 @@ def build(
     console.print(f"build took {res.timings['build_wall_s']:.0f} s")
 
 
+@zoo_app.command("sheet")
+def sheet(gen: Annotated[Path, typer.Argument(help="A built zoo (GEN/<model>/*.png, quality.json).")],
+          out: Annotated[Path, typer.Option(help="PNG to write.")],
+          real: Annotated[Path | None, typer.Option(help="Real image folder: adds a tile of real images.")] = None,
+          per_model: Annotated[int, typer.Option(help="Samples per model.")] = 16) -> None:
+    """One PNG with samples of every model (and their Fréchet distances), for READMEs and reports."""
+    from ..figures import zoo_sheet
+
+    typer.echo(zoo_sheet(gen, out, per_model, real))
+
+
 @zoo_app.command("list")
 def list_models(config: Annotated[str, typer.Option(help="Bundled config or YAML file.")] = "default",
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
