@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .attribute.nets import arch_for
 from .cache import write_json
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
@@ -102,7 +103,7 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None,
             check_overlap(table, False)
             shape = tuple(store.manifest["artifact_shape"]) or None
             X = store.artifacts(keep)
-            arch = cfg.arch if shape is not None and len(shape) == 3 else "auto"
+            arch = arch_for(cfg.arch, shape)
             fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target,
                              arch=arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
                              device=cfg.device)

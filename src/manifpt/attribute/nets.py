@@ -124,6 +124,15 @@ def build_net(arch: str, input_shape: tuple[int, ...], n_classes: int, pretraine
     raise ValueError(f"unknown attributor architecture '{arch}' ({', '.join(ARCHS)})")
 
 
+IMAGE_ARCHS = ("resnet50", "resnet18", "cifar_resnet")
+
+
+def arch_for(arch: str, input_shape: tuple[int, ...] | None) -> str:
+    """A run-wide attributor choice applied to one space: an image CNN (``IMAGE_ARCHS``) is meant for
+    image-shaped artifacts (RGB, FREQ); vector artifacts (SL, SSL) then get the default head (MLP)."""
+    return "auto" if arch in IMAGE_ARCHS and (input_shape is None or len(input_shape) != 3) else arch
+
+
 def default_arch(input_shape: tuple[int, ...], device: torch.device) -> str:
     """ResNet50 (the paper's) on a GPU, the authors' CIFAR ResNet on CPU, an MLP for vectors."""
     if len(input_shape) != 3:

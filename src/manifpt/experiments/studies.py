@@ -139,6 +139,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
     ``<model>__<set B>``).
     """
     from ..attribute import Attributor
+    from ..attribute.nets import arch_for
     from ..splits import stratified_split
 
     rows, body = [], []
@@ -160,6 +161,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
             for seed in ctx.cfg.seeds:
                 sp = stratified_split(ya, (0.8, 0.2, 0.0), seed)
                 kw = {k: v for k, v in ctx.cfg.attributor.items() if k in ("arch", "epochs", "batch_size", "patience")}
+                kw["arch"] = arch_for(kw.get("arch", "auto"), shape)
                 att = Attributor(shape, seed=seed, coords=space == "freq", device=ctx.device,
                                  show_progress=ctx.show_progress, **kw)
                 att.fit(xa[sp["train"]], ya[sp["train"]], xa[sp["val"]], ya[sp["val"]])
