@@ -63,3 +63,35 @@ def test_projection_study_carries_the_raw_control(exp) -> None:
     assert {"manifpt", "manifpt[raw]", "manifpt[knn-mean]", "manifpt[local-affine]"} <= acc
     norms = {r["method"]: r["mean"] for r in rows if r["metric"] == "artifact_norm_mean"}
     assert norms["manifpt[local-affine]"] <= norms["manifpt"] + 1e-6  # never farther than nn1
+
+
+def _shrunk(preset: str):
+    """A bundled preset with its structure kept (spaces, baselines, estimators, attributor arch, studies)
+    and only its sizes cut to the tiny zoo's: a preset that crashes on some space/arch mix fails here,
+    not 40 minutes into a real run."""
+    cfg = load_experiment_config(preset)
+    tiny = load_experiment_config("tiny")
+    space_options = {**cfg.space_options, "ssl": {"train": {"steps": 3, "batch_size": 16, "width": 8,
+                                                             "proj_dim": 32}}}
+    baseline_options = {b: {**o, **({"max_epochs": 1} if "max_epochs" in o else {})}
+                        for b, o in cfg.baseline_options.items()}
+    return cfg.model_copy(update={
+        "datasets": tiny.datasets, "seeds": [0], "max_per_class": 20, "space_options": space_options,
+        "baseline_options": baseline_options, "attributor": {**cfg.attributor, "epochs": 1},
+        "density_sizes": [100, "all"], "tsne_per_class": 4,
+        "projection_options": {**cfg.projection_options, "autoencoder": {"steps": 5}}})
+
+
+@pytest.mark.parametrize(("preset", "studies"), [("quick", ["all"]), ("default", ["model-type", "cross-dataset"])])
+def test_bundled_presets_run_on_tiny_data(preset, studies, exp, tmp_path) -> None:
+    from manifpt.baselines import list_baselines
+    from manifpt.experiments import run_experiments
+
+    cfg = _shrunk(preset)
+    res = run_experiments(studies, cfg, tmp_path / "res", exp.parent / "data", show_progress=False)  # tiny zoo reused
+    rows = json.loads((tmp_path / "res" / "results.json").read_text())
+    acc = {(r["method"], r["space"]) for r in rows if r["metric"] == "accuracy" and r["task"].startswith("model-type")}
+    assert {("manifpt", s) for s in cfg.spaces} <= acc
+    baselines = load_experiment_config(preset).baselines
+    assert {m for m, s in acc if s == "image"} == set(list_baselines() if baselines == "all" else baselines)
+    assert set(res["meta"]["seconds"]) == (set(ORDER) if studies == ["all"] else set(studies))
