@@ -95,3 +95,20 @@ def test_bundled_presets_run_on_tiny_data(preset, studies, exp, tmp_path) -> Non
     baselines = load_experiment_config(preset).baselines
     assert {m for m, s in acc if s == "image"} == set(list_baselines() if baselines == "all" else baselines)
     assert set(res["meta"]["seconds"]) == (set(ORDER) if studies == ["all"] else set(studies))
+
+
+def test_rerun_resumes_finished_studies_and_reruns_on_a_new_preset(exp, tmp_path) -> None:
+    import shutil
+
+    from manifpt.experiments import run_experiments
+
+    cfg, out = load_experiment_config("tiny"), shutil.copytree(exp, tmp_path / "res")
+    done = out / "layer-type" / "done.json"
+    before = (done.stat().st_mtime_ns, (out / "layer-type" / "results.json").read_text())
+    res = run_experiments(["layer-type"], cfg, out, exp.parent / "data", show_progress=False)
+    assert res["meta"]["resumed"] == ["layer-type"]
+    assert (done.stat().st_mtime_ns, (out / "layer-type" / "results.json").read_text()) == before
+    other = cfg.model_copy(update={"seeds": [0]})  # another preset: the study is run again
+    res = run_experiments(["layer-type"], other, out, exp.parent / "data", show_progress=False)
+    assert res["meta"]["resumed"] == [] and done.stat().st_mtime_ns != before[0]
+    assert all(r["n_seeds"] == 1 for r in res["rows"] if r["task"].startswith("layer-type"))

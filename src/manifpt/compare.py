@@ -45,6 +45,7 @@ class CompareConfig(BaseModel):
     epochs: int = 40
     batch_size: int = 64
     patience: int = 6
+    depth: int = 3  # CIFAR-ResNet blocks per stage (image-shaped artifacts)
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     backend: str = "auto"
     device: str | None = None
@@ -106,7 +107,7 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None,
             arch = arch_for(cfg.arch, shape)
             fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target,
                              arch=arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
-                             device=cfg.device)
+                             depth=cfg.depth, device=cfg.device)
             name = manifpt_name(proj)
             methods.append(ArrayMethod(name, space, X, shape, attributor_factory(fcfg, shape, show_progress)))
             structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,

@@ -48,6 +48,7 @@ class FitConfig(BaseModel):
     epochs: int = 40
     batch_size: int = 64
     patience: int = 6
+    depth: int = 3  # basic blocks per stage of the CIFAR ResNet (3 = the authors' ResNet-20; 1 is CPU-sized)
     lr: float | None = None
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     max_per_class: int | None = None
@@ -111,7 +112,7 @@ def subsample(labels: np.ndarray, max_per_class: int | None, seed: int = 0) -> n
 def attributor_factory(cfg: FitConfig, input_shape: tuple[int, ...] | None, show_progress: bool = True):
     def make(seed: int) -> Attributor:
         return Attributor(input_shape, arch=cfg.arch, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                          patience=cfg.patience, lr=cfg.lr, seed=seed, coords=cfg.space == "freq",
+                          patience=cfg.patience, depth=cfg.depth, lr=cfg.lr, seed=seed, coords=cfg.space == "freq",
                           device=cfg.device, show_progress=show_progress)
     return make
 

@@ -67,6 +67,9 @@ def subset_folder(src: Path, dst: Path, n: int | None, seed: int = 0) -> Path:
     return dst
 
 
+ATTRIBUTOR_KEYS = ("arch", "depth", "epochs", "batch_size", "patience")  # preset keys passed to the attributor
+
+
 @dataclass
 class Context:
     cfg: ExperimentConfig
@@ -111,6 +114,6 @@ class Context:
             methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
             space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
             projection_options=self.cfg.projection_options, device=self.device,
-            **{k: v for k, v in att.items() if k in ("arch", "epochs", "batch_size", "patience")})
+            **{k: v for k, v in att.items() if k in ATTRIBUTOR_KEYS})
         kw.update(overrides)
         return compare_run(CompareConfig(**kw), out, show_progress=self.show_progress)

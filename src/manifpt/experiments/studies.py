@@ -19,7 +19,7 @@ from ..fit import artifact_store, subsample
 from ..metrics import kmeans_nmi, mean_std
 from ..pipeline import open_sets
 from ..report import Section, fmt_pm, paper_table
-from .context import Context, Prepared, subset_folder
+from .context import ATTRIBUTOR_KEYS, Context, Prepared, subset_folder
 from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
 
 Study = Callable[[Context, Path], tuple[list[dict[str, Any]], list[Section]]]
@@ -160,7 +160,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
             accs = []
             for seed in ctx.cfg.seeds:
                 sp = stratified_split(ya, (0.8, 0.2, 0.0), seed)
-                kw = {k: v for k, v in ctx.cfg.attributor.items() if k in ("arch", "epochs", "batch_size", "patience")}
+                kw = {k: v for k, v in ctx.cfg.attributor.items() if k in ATTRIBUTOR_KEYS}
                 kw["arch"] = arch_for(kw.get("arch", "auto"), shape)
                 att = Attributor(shape, seed=seed, coords=space == "freq", device=ctx.device,
                                  show_progress=ctx.show_progress, **kw)
