@@ -5,7 +5,8 @@ float32, which can mis-order neighbours whose distances differ by less than the 
 manifpt wants the *exact* nearest real sample (the float64 brute-force answer), so search runs in
 three steps:
 
-1. **candidates**: the fast float32 engine returns the ``K > k`` approximately nearest points of
+1. **candidates**: the fast float32 engine returns the ``K > k`` (default 128: as cheap as K = 1 in
+   FAISS, and wide enough that dense clusters rarely need step 4's fallback) approximately nearest points of
    each query, on vectors centred at the base mean (distances are translation-invariant and
    centring shrinks the norms that the rounding error scales with);
 2. **bound**: the float32 error of each pair obeys the rigorous bound
@@ -77,7 +78,7 @@ class ExactKNN:
     int64 indices, both sorted ascending with ties broken by index.
     """
 
-    def __init__(self, backend: str = "auto", candidates: int = 32, bound: str = "rigorous",
+    def __init__(self, backend: str = "auto", candidates: int = 128, bound: str = "rigorous",
                  device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536):
         self.backend, self.candidates, self.bound, self.device = backend, candidates, bound, device
         self.query_chunk, self.base_chunk = query_chunk, base_chunk
@@ -91,14 +92,24 @@ class ExactKNN:
             raise ValueError("cannot search an empty base set")
         self.base_ = base
         self.mean_ = np.asarray(base.mean(axis=0, dtype=np.float64), np.float32)
-        self.centred_ = np.empty(base.shape, np.float32)
-        for lo in range(0, len(base), self.base_chunk):
-            np.subtract(base[lo:lo + self.base_chunk], self.mean_, out=self.centred_[lo:lo + self.base_chunk])
+        self.backend_ = self._resolve_backend()
+        if self.backend_ == "faiss":
+            import faiss
+
+            # The index keeps its own copy of the centred base (and its norms, computed once);
+            # ``centred_`` is a view of that copy, so the base is not held twice in memory.
+            self._index = faiss.IndexFlatL2(base.shape[1])
+            for lo in range(0, len(base), self.base_chunk):
+                self._index.add(np.ascontiguousarray(base[lo:lo + self.base_chunk] - self.mean_))
+            self.centred_ = faiss.rev_swig_ptr(self._index.get_xb(), base.size).reshape(base.shape)
+        else:
+            self.centred_ = np.empty(base.shape, np.float32)
+            for lo in range(0, len(base), self.base_chunk):
+                np.subtract(base[lo:lo + self.base_chunk], self.mean_, out=self.centred_[lo:lo + self.base_chunk])
         self.norms_ = np.sqrt(np.einsum("ij,ij->i", self.centred_, self.centred_, dtype=np.float64))
         self.sqnorms32_ = np.einsum("ij,ij->i", self.centred_, self.centred_)  # float32, as the engines compute them
         self.radius_ = float(self.norms_.max())
         self.coeff_ = error_bound_coeff(base.shape[1], self.bound)
-        self.backend_ = self._resolve_backend()
         if self.backend_ == "torch":
             import torch
 
@@ -121,9 +132,7 @@ class ExactKNN:
     # -- float32 engines --------------------------------------------------------------
     def _approx_topk(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.backend_ == "faiss":
-            import faiss
-
-            d, i = faiss.knn(q, self.centred_, k)
+            d, i = self._index.search(q, k)
             return d, i.astype(np.int64)
         import torch
 
