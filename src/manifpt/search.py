@@ -185,7 +185,7 @@ class ExactKNN:
             approx, cand = self._approx_topk(xc, kc)
             approx = approx.astype(np.float64)
             # exact distances of the k approximately nearest: their largest bounds the true k-th
-            first = exact_sqdist(x[:, None, :], self.base_[cand[:, :k].ravel()].reshape(len(x), k, -1))
+            first = self._pair_sqdist(x, np.repeat(np.arange(len(x)), k), cand[:, :k].ravel()).reshape(len(x), k)
             mask, upper_k = self._plausible(approx, xn[:, None], self.norms_[cand], k, first.max(1))
             # A point outside the candidates has d̃ ≥ d̃_K. If ‖y_c‖ > r = ‖x_c‖ + √U_k, the reverse
             # triangle inequality gives d ≥ (‖y_c‖ − ‖x_c‖)² > U_k; otherwise d ≥ d̃_K − b(‖x_c‖, r).
@@ -218,17 +218,23 @@ class ExactKNN:
         upper_k = np.minimum(np.partition(approx + b, k - 1, axis=-1)[..., k - 1], upper)
         return approx - b <= upper_k[..., None], upper_k
 
+    def _pair_sqdist(self, x: np.ndarray, qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Exact ‖x[qi] − base[idx]‖² per pair, in blocks that stay in cache (a single big float64
+        temporary costs more in page faults than the arithmetic)."""
+        exact = np.empty(len(qi), np.float64)
+        step = max(1, 2**18 // x.shape[1])
+        for lo in range(0, len(qi), step):
+            sl = slice(lo, lo + step)
+            exact[sl] = exact_sqdist(x[qi[sl]], self.base_[idx[sl]])
+        return exact
+
     def _best_pairs(self, x: np.ndarray, qi: np.ndarray, idx: np.ndarray, nq: int,
                     k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact distances of (query ``qi``, base ``idx``) pairs → k best per query, ties by index.
 
         Rows of queries without pairs (handled elsewhere) are left as +inf / -1.
         """
-        exact = np.empty(len(qi), np.float64)
-        step = max(1, 2**18 // x.shape[1])  # blocks that stay in cache: far faster than one big gather
-        for lo in range(0, len(qi), step):
-            sl = slice(lo, lo + step)
-            exact[sl] = exact_sqdist(x[qi[sl]], self.base_[idx[sl]])
+        exact = self._pair_sqdist(x, qi, idx)
         self.stats.refined_pairs += len(qi)
         order = np.lexsort((idx, exact, qi))
         qi, exact, idx = qi[order], exact[order], idx[order]
