@@ -35,8 +35,9 @@ data-deps:
 demo: $(STAMP) data-deps
 	$(VENV)/bin/manifpt demo --out runs/demo --data runs/data
 
-bench: $(STAMP)
+bench: $(STAMP) data-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
+	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info
