@@ -92,3 +92,24 @@ def test_resnet50_head_on_small_artifacts() -> None:
     assert net.init == "scratch"  # no ImageNet weights on this machine
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
     assert net.features(torch.zeros(2, 1, 28, 28)).shape == (2, 2048)
+
+
+def test_batchnorm_recalibration_is_the_plain_average_of_batch_statistics() -> None:
+    from manifpt.runtime import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3)).eval()
+    batches = [torch.randn(n, 2, 5, 5) * 3 + 1 for n in (8, 8, 1, 6)]  # the batch of one is skipped
+    with torch.no_grad():
+        feats = [net[0](b).double() for b in batches if len(b) > 1]
+    ref_mean = np.mean([f.mean((0, 2, 3)).numpy() for f in feats], axis=0)
+    ref_var = np.mean([f.permute(1, 0, 2, 3).reshape(3, -1).var(1, unbiased=True).numpy() for f in feats], axis=0)
+    assert recalibrate_batchnorm(net, batches)
+    bn = net[1]
+    np.testing.assert_allclose(bn.running_mean.numpy(), ref_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.numpy(), ref_var, rtol=1e-5)
+    assert bn.momentum == 0.1 and not net.training  # settings and mode restored
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    recalibrate_batchnorm(net, [torch.randn(1, 2, 5, 5)])  # nothing usable: statistics kept
+    assert all(torch.equal(before[k], v) for k, v in bn.state_dict().items())
+    assert not recalibrate_batchnorm(torch.nn.Linear(2, 2), batches)

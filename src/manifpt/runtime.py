@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -28,3 +29,40 @@ def to_float_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return x.float().div_(255.0)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> bool:
+    """Re-estimate every batch-norm layer's running statistics as the plain average over ``batches``.
+
+    Why: early stopping evaluates the network after every epoch, in eval mode, on running statistics
+    that an exponential average (momentum 0.1) has built from the last few dozen steps, while the
+    weights changed under them. On small training sets (a few steps an epoch) those statistics lag
+    far behind and the network predicts a single class on validation data while it fits the training
+    data (seen on FREQ artifacts: validation accuracy exactly at chance for five epochs, then early
+    stopping). Averaging fresh batch statistics of the current weights ("precise BN", Wu & Johnson
+    2021) removes the lag. Batches of one sample are skipped. Returns whether the model has batch norm.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return False
+    momenta = [m.momentum for m in bns]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    used = 0
+    try:
+        for xb in batches:
+            if len(xb) > 1:
+                model(xb)
+                used += 1
+    finally:
+        for m, mom, state in zip(bns, momenta, saved, strict=True):
+            m.momentum = mom
+            if not used:  # nothing to average: keep the old statistics
+                m.load_state_dict(state)
+        model.train(was_training)
+    return True

@@ -22,10 +22,12 @@ from safetensors.torch import load_file, save_file
 
 from ..cache import atomic_dir, write_json
 from ..progress import progress
-from ..runtime import default_device, seed_everything
+from ..runtime import default_device, recalibrate_batchnorm, seed_everything
 from .nets import ARCHS, Net, build_net, default_arch
 
 FORMAT = "manifpt-attributor/1"
+#: training samples whose batch statistics replace batch norm's running averages after each epoch
+BN_SAMPLES = 1024
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Attributor:
         self.history_ = History()
         best_key, best_state, since = (-1.0, 0.0), None, 0
         t0 = time.perf_counter()
+        # a fixed subset of the training data re-estimates batch-norm statistics after every epoch
+        bn_X = X[np.sort(np.random.default_rng(cfg.seed).permutation(len(X))[:BN_SAMPLES])]
         bar = progress(range(cfg.epochs), desc=f"train {arch}", disable=not self.show_progress)
         for epoch in bar:
             self.net_.train()
@@ -138,6 +142,8 @@ class Attributor:
                 tot += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(1) == yb).sum())
                 n += len(idx)
+            with self._autocast():
+                recalibrate_batchnorm(self.net_, self._batches(bn_X, cfg.batch_size))
             rec = {"epoch": epoch, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1)}
             if has_val:
                 p = self._proba(X_val)

@@ -20,7 +20,10 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from ..runtime import default_device
+from ..runtime import default_device, recalibrate_batchnorm
+
+#: training samples whose batch statistics replace batch norm's running averages after each epoch
+BN_SAMPLES = 1024
 
 #: mini-batch of the raw array → network input on the given device
 Transform = Callable[[np.ndarray, torch.device], torch.Tensor]
@@ -95,6 +98,8 @@ def train_cnn(model: nn.Module, X: np.ndarray, y: np.ndarray, *, transform: Tran
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = TrainResult(best_epoch=-1, best_val_loss=math.inf)
     best_state = None
+    # a fixed subset of the training split re-estimates batch-norm statistics after every epoch
+    bn_idx = np.sort(np.random.default_rng(seed).permutation(tr)[:BN_SAMPLES])
     for epoch in range(cfg.max_epochs):
         model.train()
         total = 0.0
@@ -107,6 +112,8 @@ def train_cnn(model: nn.Module, X: np.ndarray, y: np.ndarray, *, transform: Tran
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+        recalibrate_batchnorm(model, (transform(X[bn_idx[lo:lo + cfg.batch_size]], device)
+                                      for lo in range(0, len(bn_idx), cfg.batch_size)))
         rec = {"epoch": epoch, "train_loss": total / len(tr)}
         if va is None:
             best.best_epoch, best.best_val_loss = epoch, math.nan
