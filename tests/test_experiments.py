@@ -112,3 +112,14 @@ def test_rerun_resumes_finished_studies_and_reruns_on_a_new_preset(exp, tmp_path
     res = run_experiments(["layer-type"], other, out, exp.parent / "data", show_progress=False)
     assert res["meta"]["resumed"] == [] and done.stat().st_mtime_ns != before[0]
     assert all(r["n_seeds"] == 1 for r in res["rows"] if r["task"].startswith("layer-type"))
+
+
+def test_photos_preset_is_the_default_design_on_the_colour_photo_set() -> None:
+    """The second real dataset runs the default preset's studies unchanged: only the data (and the
+    density sizes, capped by its 20,000 crops) differ, so the two result sets are comparable."""
+    default, photos = load_experiment_config("default"), load_experiment_config("photos")
+    assert {n: d.real for n, d in photos.datasets.items()} == {"photos": "photos"}
+    assert photos.datasets["photos"].zoo == default.datasets["fmnist"].zoo
+    same = default.model_dump(exclude={"name", "datasets", "density_sizes"})
+    assert photos.model_dump(exclude={"name", "datasets", "density_sizes"}) == same
+    assert max(s for s in photos.density_sizes if s != "all") <= 20000

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .attribute.nets import arch_for
 from .cache import write_json
+from .data import GeneratedSet, ImageSet
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
 from .pipeline import open_sets
@@ -82,12 +83,16 @@ class BaselineMethod:
         write_json(directory / "baseline.json", self.model.describe())
 
 
-def compare_run(cfg: CompareConfig, out: str | Path | None = None,
-                show_progress: bool = True) -> tuple[list[dict[str, Any]], list[SeedResult]]:
-    """Run every space and baseline on the same splits; returns (results rows, per-seed results)."""
+def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress: bool = True,
+                sets: tuple[ImageSet, GeneratedSet] | None = None) -> tuple[list[dict[str, Any]], list[SeedResult]]:
+    """Run every space and baseline on the same splits; returns (results rows, per-seed results).
+
+    ``sets``: ``cfg.real`` and ``cfg.generated`` already opened (``open_sets``), so that a caller running
+    many comparisons on the same folders (the experiments) decodes and hashes them once.
+    """
     from .baselines import get_baseline
 
-    real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     if cfg.models is not None:
         gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))

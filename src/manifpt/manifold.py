@@ -142,6 +142,8 @@ class Manifold:
         src = as_source(real)
         if len(src) == 0:
             raise ValueError("the real set is empty")
+        if not self.show_progress and hasattr(self.space, "show_progress"):
+            self.space.show_progress = False  # a quiet run keeps the space's own training (SSL) quiet too
         self.space.fit(src)
         self.real_ = src
         self.image_shape_ = tuple(src.shape)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..compare import CompareConfig, compare_run
-from ..data import GeneratedSet, list_image_files
+from ..data import GeneratedSet, ImageSet, list_image_files
+from ..pipeline import open_sets
 from .config import DatasetConfig, ExperimentConfig
 
 
@@ -78,7 +79,16 @@ class Context:
     show_progress: bool = True
     device: str | None = None
     _prepared: dict[str, Prepared] = field(default_factory=dict)
+    _sets: dict[tuple[Path, Path], tuple[ImageSet, GeneratedSet]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    def sets(self, real: Path, gen: Path) -> tuple[ImageSet, GeneratedSet]:
+        """``open_sets(real, gen)``, decoded and hashed once per run: the prepared folders do not change
+        during a run, and every study opens the same ones."""
+        key = (Path(real).resolve(), Path(gen).resolve())
+        if key not in self._sets:
+            self._sets[key] = open_sets(real, gen, None, self.show_progress)
+        return self._sets[key]
 
     def dataset(self, name: str) -> Prepared:
         """Real folder + zoo for dataset ``name`` (built on first use, resumable)."""
@@ -95,7 +105,7 @@ class Context:
         build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0
-        models = GeneratedSet.from_folder(gen, show_progress=False).factors
+        models = self.sets(manifold, gen)[1].factors
         self._prepared[name] = Prepared(name, Path(real), manifold, gen, models)
         return self._prepared[name]
 
@@ -116,4 +126,5 @@ class Context:
             projection_options=self.cfg.projection_options, device=self.device,
             **{k: v for k, v in att.items() if k in ATTRIBUTOR_KEYS})
         kw.update(overrides)
-        return compare_run(CompareConfig(**kw), out, show_progress=self.show_progress)
+        cfg = CompareConfig(**kw)
+        return compare_run(cfg, out, show_progress=self.show_progress, sets=self.sets(Path(cfg.real), prepared.gen))

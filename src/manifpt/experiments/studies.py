@@ -17,7 +17,6 @@ from scipy.stats import spearmanr
 from ..evaluate import row
 from ..fit import artifact_store, subsample
 from ..metrics import kmeans_nmi, mean_std
-from ..pipeline import open_sets
 from ..report import Section, fmt_pm, paper_table
 from .context import ATTRIBUTOR_KEYS, Context, Prepared, subset_folder
 from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
@@ -95,7 +94,7 @@ def layer_type(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
     factors = ctx.cfg.layer_factors
     for name in ctx.cfg.datasets:
         p = ctx.dataset(name)
-        real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+        real_set, gen = ctx.sets(p.manifold, p.gen)
         gen = gen.select_models(p.main_models)
         table_rows = []
         per_factor: dict[str, list[float]] = {f: [] for f in factors}
@@ -149,7 +148,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
         for space in ctx.cfg.spaces:
             data = []
             for p, models in ((pa, models_a), (pb, models_b)):
-                real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+                real_set, gen = ctx.sets(p.manifold, p.gen)
                 gen = gen.select_models(models)
                 store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
                                           show_progress=ctx.show_progress)
@@ -210,7 +209,7 @@ def figures(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
     from ..spaces import get_space
 
     p = _first(ctx)
-    real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+    real_set, gen = ctx.sets(p.manifold, p.gen)
     gen = gen.select_models(p.main_models)
     labels = np.array(gen.models)
     keep = subsample(labels, ctx.cfg.tsne_per_class)
@@ -244,7 +243,7 @@ def theory(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]
 
     p = _first(ctx)
     space = ctx.cfg.theory_space
-    real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+    real_set, gen = ctx.sets(p.manifold, p.gen)
     gen = gen.select_models(p.main_models)
     store, manifold = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
                                      show_progress=ctx.show_progress)
@@ -294,7 +293,7 @@ def density(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
         task = f"density:{p.name}"
         r, _ = ctx.compare(p, manifold=folder, models=p.main_models, spaces=[space], methods=[], task=task)
         acc = next(x for x in r if x["metric"] == "accuracy")
-        real_set, gen = open_sets(folder, p.gen, None, ctx.show_progress)
+        real_set, gen = ctx.sets(folder, p.gen)
         store, _ = artifact_store(real_set, gen.select_models(p.main_models), space,
                                   ctx.cfg.space_options.get(space), show_progress=ctx.show_progress)
         norm = float(np.mean([float(t["artifact_norm"]) for t in store.table()]))
@@ -317,7 +316,7 @@ def projection(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
         task = f"projection:{name}"
         r, _ = ctx.compare(p, models=p.main_models, spaces=ctx.cfg.projection_spaces, methods=[], task=task,
                            projections=ctx.cfg.projections)
-        real_set, gen = open_sets(p.manifold, p.gen, None, ctx.show_progress)
+        real_set, gen = ctx.sets(p.manifold, p.gen)
         gen = gen.select_models(p.main_models)
         body = []
         for space in ctx.cfg.projection_spaces:
