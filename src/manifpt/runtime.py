@@ -31,6 +31,16 @@ def to_float_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
+#: training samples whose batch statistics replace batch norm's running averages after each epoch
+BN_SAMPLES = 1024
+
+
+def batchnorm_subset(train: int | np.ndarray, seed: int) -> np.ndarray:
+    """A fixed, sorted subset of ≤ ``BN_SAMPLES`` training indices (of ``range(train)`` or of the
+    index array ``train``) for ``recalibrate_batchnorm``, drawn once per fit."""
+    return np.sort(np.random.default_rng(seed).permutation(train)[:BN_SAMPLES])
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> bool:
     """Re-estimate every batch-norm layer's running statistics as the plain average over ``batches``.

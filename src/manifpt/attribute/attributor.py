@@ -22,12 +22,10 @@ from safetensors.torch import load_file, save_file
 
 from ..cache import atomic_dir, write_json
 from ..progress import progress
-from ..runtime import default_device, recalibrate_batchnorm, seed_everything
+from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm, seed_everything
 from .nets import ARCHS, Net, build_net, default_arch
 
 FORMAT = "manifpt-attributor/1"
-#: training samples whose batch statistics replace batch norm's running averages after each epoch
-BN_SAMPLES = 1024
 
 
 @dataclass
@@ -120,7 +118,7 @@ class Attributor:
         best_key, best_state, since = (-1.0, 0.0), None, 0
         t0 = time.perf_counter()
         # a fixed subset of the training data re-estimates batch-norm statistics after every epoch
-        bn_X = X[np.sort(np.random.default_rng(cfg.seed).permutation(len(X))[:BN_SAMPLES])]
+        bn_X = X[batchnorm_subset(len(X), cfg.seed)]
         bar = progress(range(cfg.epochs), desc=f"train {arch}", disable=not self.show_progress)
         for epoch in bar:
             self.net_.train()

@@ -20,10 +20,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from ..runtime import default_device, recalibrate_batchnorm
-
-#: training samples whose batch statistics replace batch norm's running averages after each epoch
-BN_SAMPLES = 1024
+from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm
 
 #: mini-batch of the raw array → network input on the given device
 Transform = Callable[[np.ndarray, torch.device], torch.Tensor]
@@ -99,7 +96,7 @@ def train_cnn(model: nn.Module, X: np.ndarray, y: np.ndarray, *, transform: Tran
     best = TrainResult(best_epoch=-1, best_val_loss=math.inf)
     best_state = None
     # a fixed subset of the training split re-estimates batch-norm statistics after every epoch
-    bn_idx = np.sort(np.random.default_rng(seed).permutation(tr)[:BN_SAMPLES])
+    bn_idx = batchnorm_subset(tr, seed)
     for epoch in range(cfg.max_epochs):
         model.train()
         total = 0.0
