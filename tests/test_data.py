@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from manifpt.data import ArraySource, GeneratedSet, ImageSet, decode_bytes, load_factors, match_channels
+from manifpt.errors import DataError
 
 
 def _png_with_size(path: Path, w: int, h: int) -> None:
@@ -62,7 +63,7 @@ def corpus(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     (d / "trunc.jpg").write_bytes((d / "trunc.jpg").read_bytes()[:200])
     _png_with_size(d / "bomb.png", 30000, 30000)
     Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(d / "small.png")
-    (d / "readme.txt").write_text("ignored: not an image extension")
+    (d / "readme.txt").write_text("reported: not an image extension")
     return d, expect
 
 
@@ -75,10 +76,12 @@ def test_bad_input_corpus(corpus: tuple[Path, dict[str, np.ndarray]]) -> None:
         got = s.load([s.rel_paths.index(rel)])[0]
         np.testing.assert_array_equal(got, want, err_msg=rel)
     reasons = {Path(b.path).name: b.reason for b in s.bad}
-    assert set(reasons) == {"empty.png", "notes.png", "truncated.png", "trunc.jpg", "bomb.png", "small.png"}
+    assert set(reasons) == {"empty.png", "notes.png", "truncated.png", "trunc.jpg", "bomb.png", "small.png",
+                            "readme.txt"}
+    assert "not an image file" in reasons["readme.txt"]
     assert "empty" in reasons["empty.png"]
     assert "not a recognised image" in reasons["notes.png"]
-    assert "truncated" in reasons["truncated.png"] and "truncated" in reasons["trunc.jpg"]
+    assert "incomplete image data" in reasons["truncated.png"] and "truncated" in reasons["trunc.jpg"]
     assert "decompression bomb" in reasons["bomb.png"]
     assert "differs from the set's common size" in reasons["small.png"]
     assert all(str(d) in b.path for b in s.bad)  # the report names the file
@@ -141,7 +144,7 @@ def test_generated_set_and_factors(tmp_path: Path) -> None:
     assert g.models == ["gan_a", "gan_a", "vae_b", "vae_b"]
     assert g.labels("family") == ["GAN", "GAN", "VAE", "VAE"]
     assert g.factors["gan_a"]["lr"] == "0.0002"
-    with pytest.raises(KeyError, match="'lr' is not given for model"):
+    with pytest.raises(DataError, match="'lr' is not given for model"):
         g.labels("lr")
     assert any("not inside a model sub-folder" in b.reason for b in g.images.bad)
     (tmp_path / "models.yaml").unlink()

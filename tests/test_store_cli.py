@@ -65,6 +65,8 @@ def test_freq_figure_and_store_mismatch(folders, tmp_path: Path) -> None:
     r = runner.invoke(app, ["artifacts", "figure", str(out), "--out", str(tmp_path / "f.png"), "--per-model", "1"])
     assert r.exit_code == 0
     r = runner.invoke(app, [*args, "--space", "rgb"])
+    assert r.exit_code == 1 and "holds artifacts of a different run" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["--debug", *args, "--space", "rgb"])
     assert isinstance(r.exception, StoreMismatchError)
 
 

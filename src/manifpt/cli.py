@@ -3,19 +3,80 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+
+from .errors import display
+
+_state = {"debug": False}
+
+
+def expected_error(e: BaseException) -> tuple[str, int] | None:
+    """(message, exit code) for a failure the user can fix; ``None`` for a bug (keeps its traceback)."""
+    from pydantic import ValidationError
+
+    from .errors import ManifptError
+
+    if isinstance(e, ManifptError):
+        return str(e), e.exit_code
+    if isinstance(e, ValidationError):
+        errs = "; ".join(f"{'.'.join(map(str, er['loc'])) or 'settings'}: {er['msg']}" for er in e.errors()[:3])
+        return f"invalid settings ({errs})", 2
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{display(e.filename)}: {e.strerror or e}", 1
+    return None
+
+
+class _Group(TyperGroup):
+    """Turns expected failures anywhere below into a one-line message and an exit code (``--debug``:
+    the traceback instead)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:
+            found = expected_error(e)
+            if found is None or _state["debug"] or os.environ.get("MANIFPT_DEBUG", "") not in ("", "0"):
+                raise
+            typer.echo(f"error: {display(found[0])}", err=True)
+            raise typer.Exit(found[1]) from None
+
 
 app = typer.Typer(help="ManiFPT: which generative model made an image, and which design choice left the trace.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+                  no_args_is_help=True, pretty_exceptions_show_locals=False, cls=_Group)
 artifacts_app = typer.Typer(help="Compute, inspect and plot ManiFPT artifacts.")
 app.add_typer(artifacts_app, name="artifacts")
 console = Console()
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of every error.")]
+          = False) -> None:
+    """ManiFPT: which generative model made an image, and which design choice left the trace."""
+    _state["debug"] = debug
+
+
+def print_bad_files(bad: list, where: Path | None, limit: int = 10) -> None:
+    """The skipped-files summary every command prints: count, where the full list is, the first few."""
+    if not bad:
+        return
+    see = f" (all in {where})" if where is not None else ""
+    console.print(f"[yellow]{len(bad)} file(s) skipped or flagged[/yellow]{escape(see)}:", soft_wrap=True)
+    for b in bad[:limit]:  # soft wrap: a path is never broken across lines (it can be copied)
+        console.print(f"  {escape(display(b.path))}: {escape(b.reason)}", soft_wrap=True)
+    if len(bad) > limit:
+        console.print(f"  ... and {len(bad) - limit} more")
 
 
 def _register_subapps() -> None:
@@ -50,7 +111,7 @@ def artifacts(
     size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE (off by default).")] = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
     backend: Annotated[str, typer.Option(help="Search engine: auto, faiss, torch.")] = "auto",
-    shard_size: Annotated[int, typer.Option(help="Images per shard (resume granularity).")] = 2048,
+    shard_size: Annotated[int, typer.Option(min=1, help="Images per shard (resume granularity).")] = 2048,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Compute artifacts of every generated image against the real manifold (resumable)."""
@@ -58,7 +119,11 @@ def artifacts(
         return
     if real is None or generated is None or out is None:
         raise typer.BadParameter("--real, --generated and --out are required")
-    from .pipeline import artifacts_for_folders
+    from .pipeline import artifacts_for_folders, check_paths
+    from .spaces import check_space
+
+    check_space(space)
+    check_paths(real, generated, out)
 
     store = artifacts_for_folders(real, generated, space, out, space_options=parse_options(space_opt),
                                   size=size, backend=backend, shard_size=shard_size, show_progress=not quiet)
@@ -72,9 +137,14 @@ def artifacts_show(directory: Path, as_json: Annotated[bool, typer.Option("--jso
 
 
 def print_summary(directory: Path, as_json: bool = False) -> None:
+    from .errors import DataError
     from .store import ArtifactStore
 
     store = ArtifactStore(directory)
+    problems = store.problems()
+    if problems:
+        raise DataError(f"{directory}: {'; '.join(problems[:3])}; rerun `manifpt artifacts` with the same "
+                        "arguments to resume or repair it")
     summary = store.summarise()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -89,11 +159,7 @@ def print_summary(directory: Path, as_json: bool = False) -> None:
                   f"{s['artifact_norm_p95']:.4g}", f"{s['artifact_norm_max']:.4g}", str(s["distinct_nn"]),
                   str(s["zero_artifacts"]))
     console.print(t)
-    bad = store.bad_files()
-    if bad:
-        console.print(f"[yellow]{len(bad)} file(s) skipped[/yellow] (see {directory}/bad_files.csv):")
-        for b in bad[:10]:
-            console.print(f"  {b.path}: {b.reason}")
+    print_bad_files(store.bad_files(), directory / "bad_files.csv")
 
 
 @artifacts_app.command("figure")
@@ -120,9 +186,8 @@ def check(folder: Path, size: Annotated[int | None, typer.Option()] = None) -> N
     from .data import ImageSet
 
     s = ImageSet.from_folder(folder, size=size)
-    console.print(f"{folder}: {len(s)} usable images of shape {s.shape}, {len(s.bad)} skipped")
-    for b in s.bad:
-        console.print(f"  {b.path}: {b.reason}")
+    console.print(f"{escape(display(folder))}: {len(s)} usable images of shape {s.shape}, {len(s.bad)} skipped")
+    print_bad_files(s.bad, None, limit=len(s.bad))
 
 
 def print_table(header: list[str], body: list[list[str]], title: str, left: tuple[str, ...] = ("method",)) -> None:
@@ -147,12 +212,12 @@ def fit(
     out: Annotated[Path, typer.Option(help="Run directory.")],
     space: Annotated[str, typer.Option(help="Embedding space: rgb, freq, sl, ssl.")] = "rgb",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
-    seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
     arch: Annotated[str, typer.Option(help="auto, resnet50, resnet18, cifar_resnet, mlp, linear.")] = "auto",
-    epochs: Annotated[int, typer.Option()] = 40,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
-    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=2)] = 64,
+    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
     projection: Annotated[str, typer.Option(help="x* estimator: nn1, knn-mean, local-affine, autoencoder, raw.")]
     = "nn1",
@@ -172,6 +237,7 @@ def fit(
     res = fit_run(cfg, out, show_progress=not quiet)
     print_rows(res["rows"], f"{out}: {target} from {space.upper()} artifacts, chance "
                             f"{100 / len(res['run']['classes']):.1f} %")
+    print_bad_files(res["bad"], out / "bad_files.csv")
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -183,10 +249,10 @@ def compare(
     methods: Annotated[str, typer.Option(help="Baselines: 'all', 'none' or a comma list.")] = "all",
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb,freq,sl,ssl",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
-    seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
-    max_per_class: Annotated[int | None, typer.Option(help="Subsample each class (seeded).")] = None,
-    epochs: Annotated[int, typer.Option()] = 40,
-    size: Annotated[int | None, typer.Option(help="Resize every image to SIZE×SIZE.")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
+    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -196,12 +262,17 @@ def compare(
     from .compare import CompareConfig, compare_run
     from .report import paper_table
 
-    names = list_baselines() if methods == "all" else [] if methods == "none" else methods.split(",")
+    names = list_baselines() if methods == "all" else [] if methods == "none" else [m for m in methods.split(",") if m]
     cfg = CompareConfig(real=str(real), generated=str(generated), target=target,
                         spaces=[s for s in spaces.split(",") if s], methods=names, seeds=list(range(seeds)),
                         max_per_class=max_per_class, epochs=epochs, size=size, projections=projection.split(","))
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
     print_table(*paper_table(rows), f"{out}: {target} attribution")
+    bad = out / "bad_files.csv"
+    if bad.exists():
+        from .store import read_bad_files
+
+        print_bad_files(read_bad_files(bad), bad)
     console.print(f"report: {out / 'report.html'}")
 
 
@@ -220,10 +291,13 @@ def predict(
     else:
         for r in res["predictions"]:
             probs = ", ".join(f"{c}={p:.3f}" for c, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
-            console.print(f"{r['path']}: [bold]{r['predicted']}[/bold] ({r['probability']:.3f}); {probs}; "
-                          f"nearest real {r['nearest_real']} (d²={r['nn_sqdist']:.4g})")
+            console.print(f"{escape(display(r['path']))}: [bold]{escape(r['predicted'])}[/bold] "
+                          f"({r['probability']:.3f}); {escape(probs)}; nearest real "
+                          f"{escape(display(r['nearest_real']))} (d²={r['nn_sqdist']:.4g})")
+    for w in res["warnings"]:
+        console.print(f"[yellow]warning[/yellow] {escape(display(w['path']))}: {escape(w['reason'])}")
     for b in res["skipped"]:
-        console.print(f"[yellow]skipped[/yellow] {b['path']}: {b['reason']}")
+        console.print(f"[yellow]skipped[/yellow] {escape(display(b['path']))}: {escape(b['reason'])}")
     if res["skipped"] and not res["predictions"]:
         raise typer.Exit(1)
 

@@ -21,7 +21,8 @@ from .cache import write_json
 from .data import GeneratedSet, ImageSet
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
-from .pipeline import open_sets
+from .pipeline import check_labels, check_names, check_paths, check_target, open_sets
+from .store import write_bad_files
 
 ALL_SPACES = ("rgb", "freq", "sl", "ssl")
 
@@ -92,12 +93,19 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     """
     from .baselines import get_baseline
 
+    check_names(cfg.spaces, cfg.projections, cfg.methods)
+    check_paths(cfg.real, cfg.generated, out)
+    check_target(cfg.generated, cfg.target)
     real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     if cfg.models is not None:
         gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))
     keep = subsample(labels_all, cfg.max_per_class)
     labels = labels_all[keep]
+    check_labels(labels, cfg.target, cfg.seeds)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_bad_files(Path(out) / "bad_files.csv", real_set.bad + gen.images.bad)
     task = cfg.task or f"{cfg.target}-attribution"
     methods: list[Any] = []
     structure_rows: list[dict[str, Any]] = []

@@ -17,9 +17,11 @@ import csv
 import hashlib
 import io
 import os
+import stat
 import warnings
+import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -28,8 +30,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .errors import DataError, UnknownNameError, display
 from .progress import progress
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -57,10 +60,34 @@ class BadFile:
 # --------------------------------------------------------------------------- decoding
 
 
+#: pixels converted per step when reducing bit depth: bounds the temporaries, whatever the image size
+_CHUNK = 1 << 20
+
+
+def _chunked_uint8(arr: np.ndarray, fn) -> np.ndarray:
+    """Apply ``fn`` (values → uint8) in chunks of ``_CHUNK`` pixels into one preallocated uint8 array."""
+    out = np.empty(arr.shape, np.uint8)
+    src, dst = arr.reshape(-1), out.reshape(-1)
+    for lo in range(0, src.size, _CHUNK):
+        dst[lo:lo + _CHUNK] = fn(src[lo:lo + _CHUNK])
+    return out
+
+
+def _u16_to_u8(x: np.ndarray) -> np.ndarray:
+    # round(x · 255/65535) = round(x / 257) = (x + 128) // 257 exactly: x/257 is never a tie
+    return ((np.clip(x, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _float_to_u8(x: np.ndarray, scale: float) -> np.ndarray:
+    return np.clip(np.rint(np.nan_to_num(x.astype(np.float64) * scale)), 0, 255).astype(np.uint8)
+
+
 def _to_uint8(im: Image.Image) -> np.ndarray:
     """Convert any Pillow mode to uint8 H×W (gray) or H×W×3 (colour) with explicit, documented rules.
 
-    - 16/32-bit integer gray (``I;16*``, ``I``): scaled by 255/65535 and rounded (not truncated).
+    - 16/32-bit integer gray (``I;16*``, ``I``): scaled by 255/65535 and rounded (not truncated), in
+      integer arithmetic a chunk at a time (a 9000² 16-bit image costs its own 162 MB plus 81 MB out,
+      not a float64 copy).
     - float gray (``F``): values in [0, 1] are scaled by 255, otherwise clipped to [0, 255].
     - alpha (``RGBA``, ``LA``, ``PA``, palette with transparency): composited over white.
     - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, palette: Pillow's conversion to RGB.
@@ -70,13 +97,11 @@ def _to_uint8(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        arr = np.asarray(im).astype(np.float64)
-        return np.clip(np.rint(arr * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return _chunked_uint8(np.asarray(im), _u16_to_u8)
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        if np.nanmax(arr) <= 1.0:
-            arr = arr * 255.0
-        return np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
+        arr = np.asarray(im)
+        scale = 255.0 if np.nanmax(arr) <= 1.0 else 1.0
+        return _chunked_uint8(arr, lambda x: _float_to_u8(x, scale))
     if mode == "1":
         return np.asarray(im.convert("L"))
     if mode == "L":
@@ -89,15 +114,76 @@ def _to_uint8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_problem(data: bytes) -> str | None:
+    """Why a PNG's compressed data cannot hold every row it declares (``None`` if it can).
+
+    Pillow decodes a PNG whose zlib stream ends early and fills the missing rows with zeros, without
+    an error; a forensic tool must not read those zeros as pixels. The check inflates the IDAT stream
+    once, counting bytes without keeping them (memory stays bounded whatever the declared size),
+    and compares with the scanline bytes the header implies (Adam7 passes included).
+    """
+    pos, idat, ihdr = 8, [], None
+    while pos + 8 <= len(data):
+        n, tag = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            ihdr = body
+        elif tag == b"IDAT":
+            idat.append(body)
+        elif tag == b"IEND":
+            break
+        pos += 12 + n
+    if ihdr is None or len(ihdr) < 13:
+        return None  # Pillow reports a malformed header itself
+    w, h = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    depth, colour, interlace = ihdr[8], ihdr[9], ihdr[12]
+    bpp = depth * _PNG_CHANNELS.get(colour, 4)
+    def rows(pw: int, ph: int) -> int:
+        return ph * (1 + (pw * bpp + 7) // 8) if pw > 0 and ph > 0 else 0
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    need = sum(rows(-(-(w - x0) // dx), -(-(h - y0) // dy)) for x0, y0, dx, dy in passes)
+    d, got = zlib.decompressobj(), 0
+    try:
+        for chunk in idat:
+            buf = chunk
+            while buf and got < need:
+                got += len(d.decompress(buf, 1 << 20))
+                buf = d.unconsumed_tail
+            if got >= need:
+                break
+        while got < need and not d.eof:
+            part = d.flush(1 << 20)
+            if not part:
+                break
+            got += len(part)
+    except zlib.error as e:
+        return f"corrupt compressed image data ({e})"
+    if got < need:
+        return (f"incomplete image data: declares {w}x{h} but its compressed data holds only "
+                f"{got} of {need} bytes of rows (file cut or damaged)")
+    return None
+
+
 def decode_bytes(
     data: bytes,
     path: str | Path = "<bytes>",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode one encoded image to uint8 (H×W or H×W×3); raise ``BadImageError`` with the reason."""
+    """Decode one encoded image to uint8 (H×W or H×W×3); raise ``BadImageError`` with the reason.
+
+    Strict: the declared size is checked against ``max_pixels`` before anything is decoded, a PNG
+    must hold every row it declares, truncated data is an error (Pillow's ``LOAD_TRUNCATED_IMAGES``
+    is never consulted), and the decoded array must have the declared size.
+    """
     if len(data) == 0:
         raise BadImageError(path, "empty file (0 bytes)")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library may have switched zero-filling on
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -105,6 +191,8 @@ def decode_bytes(
             w, h = im.size
             if w * h > max_pixels:
                 raise BadImageError(path, f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}")
+            if im.format == "PNG" and (problem := _png_problem(data)):
+                raise BadImageError(path, problem)
             im.load()
         except BadImageError:
             raise
@@ -112,14 +200,17 @@ def decode_bytes(
             raise BadImageError(path, f"decompression bomb: {e}") from None
         except UnidentifiedImageError:
             raise BadImageError(path, "not a recognised image (Pillow cannot identify it)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
             raise BadImageError(path, f"truncated or corrupt image data ({e})") from None
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)
     try:
-        return _to_uint8(im)
+        arr = _to_uint8(im)
     except (OSError, ValueError) as e:
         raise BadImageError(path, f"cannot convert mode {im.mode} to RGB ({e})") from None
+    if arr.shape[:2] != (h, w):
+        raise BadImageError(path, f"decoded {arr.shape[1]}x{arr.shape[0]} pixels, the file declares {w}x{h}")
+    return arr
 
 
 def fit_channels(arr: np.ndarray, channels: int) -> np.ndarray:
@@ -220,13 +311,90 @@ def _scan_one(path: Path, root: Path, max_pixels: int, keep: bool) -> _Scanned |
                     arr if keep else None)
 
 
-def list_image_files(root: str | Path) -> list[Path]:
-    """All files under ``root`` with an image extension, sorted by relative path (deterministic)."""
+def generated_root_extra(name: str, is_dir: bool) -> bool:
+    """What a generated folder may hold beside its model folders without a report: non-image files
+    (``models.yaml``, the zoo's ``timings.json``, a README) and folders named ``_*`` (tools' own work,
+    e.g. the zoo's ``_train/`` checkpoints). Images there are still reported as outside a model folder."""
+    return name.startswith("_") if is_dir else Path(name).suffix.lower() not in Image.registered_extensions()
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(mode: int) -> str | None:
+    """What a non-regular file is (it is never opened: reading a FIFO would block forever)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((f"not a regular file ({what}); never opened" for test, what in _KINDS if test(mode)),
+                "not a regular file; never opened")
+
+
+def _extension_problem(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTS:
+        return None
+    supported = ", ".join(sorted(IMAGE_EXTS))
+    if ext in Image.registered_extensions():
+        return f"image format '{ext}' is not supported (supported: {supported}); convert it to PNG"
+    return f"not an image file (extension '{ext or 'none'}'); ignored"
+
+
+def find_images(root: str | Path, ignore: Callable[[str, bool], bool] | None = None
+                ) -> tuple[list[Path], list[BadFile]]:
+    """Every regular image file under ``root``, sorted by relative path, and every entry left out, with why.
+
+    Links to folders are followed once (a folder reached twice, e.g. through a link loop, is reported);
+    dangling links, link loops, FIFOs, sockets and devices, unreadable folders and files with other
+    extensions are reported, never silently dropped; FIFOs are never opened. ``ignore(name, is_dir)``:
+    entries directly under ``root`` that are expected there and are skipped without a report.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a directory")
-    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+        raise DataError(f"{root}: not a folder" if root.exists() else f"{root}: no such folder")
+    files: list[Path] = []
+    bad: list[BadFile] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path) -> None:
+        st = folder.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            bad.append(BadFile(str(folder), "link to a folder that is already scanned (a link loop or a second "
+                                            "path to it); skipped"))
+            return
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            bad.append(BadFile(str(folder), f"cannot read folder ({e.strerror or e}); its files are left out"))
+            return
+        for e in entries:
+            path = Path(e.path)
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    if not (folder == root and ignore is not None and ignore(e.name, True)):
+                        walk(path)
+                    continue
+                mode = e.stat(follow_symlinks=True).st_mode
+            except FileNotFoundError:
+                bad.append(BadFile(str(path), f"dangling link (to {os.readlink(path)}, which does not exist)"))
+                continue
+            except OSError as err:
+                what = "link loop" if err.errno == 40 else f"cannot stat ({err.strerror or err})"
+                bad.append(BadFile(str(path), what))
+                continue
+            if folder == root and ignore is not None and ignore(e.name, False):
+                continue
+            problem = not_regular(mode) or _extension_problem(path)
+            (bad.append(BadFile(str(path), problem)) if problem else files.append(path))
+
+    walk(root)
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    return files, bad
+
+
+def list_image_files(root: str | Path) -> list[Path]:
+    """All regular files under ``root`` with an image extension, sorted by relative path (deterministic)."""
+    return find_images(root)[0]
 
 
 @dataclass
@@ -267,12 +435,16 @@ class ImageSet:
         channels: 1 or 3; ``None`` picks 1 only when every image is grayscale.
         """
         root = Path(root)
-        files = list_image_files(root) if files is None else list(files)
+        listed: list[BadFile] = []
+        if files is None:
+            files, listed = find_images(root)
+        else:
+            files = list(files)
         workers = workers or min(16, 2 * (os.cpu_count() or 2))
         resize = (size, size) if isinstance(size, int) else (tuple(size) if size else None)
         keep = True
         scanned: list[_Scanned] = []
-        bad: list[BadFile] = []
+        bad: list[BadFile] = list(listed)
         kept_bytes = 0
         bar = progress(total=len(files), desc=f"scan {root.name or root}", disable=not show_progress)
         with ThreadPoolExecutor(workers) as pool, bar:
@@ -293,7 +465,8 @@ class ImageSet:
                         r.pixels = None
                     scanned.append(r)
         if not scanned:
-            raise ValueError(f"{root}: no usable images ({len(files)} files, {len(bad)} bad)")
+            first = f"; first: {display(bad[0].path)}: {bad[0].reason}" if bad else ""
+            raise DataError(f"{root}: no usable images ({len(files)} image files, {len(bad)} skipped{first})")
         if channels is None:
             channels = 1 if all(s.mode == "L" for s in scanned) else 3
         if channels not in (1, 3):
@@ -358,7 +531,7 @@ class ImageSet:
         h = hashlib.blake2b(digest_size=16)
         h.update(repr((self.shape, self.resize)).encode())
         for rel, dig in zip(self.rel_paths, self.digests, strict=True):
-            h.update(f"{rel}\0{dig}\n".encode())
+            h.update(f"{rel}\0{dig}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def with_channels(self, channels: int) -> ImageSet:
@@ -398,15 +571,44 @@ class GeneratedSet:
 
     @classmethod
     def from_folder(cls, root: str | Path, **kwargs) -> GeneratedSet:
+        """Scan ``root/<model>/**``; everything that is left out or suspicious lands in ``images.bad``.
+
+        Reported by path: files outside a model folder, empty model folders and ones whose files are
+        all bad (the model is left out), models.yaml entries without a folder, and the same image
+        (same bytes) in two model folders (kept in both, since the folders say so, but flagged).
+        """
         root = Path(root)
-        files = list_image_files(root)
-        loose = [p for p in files if len(p.relative_to(root).parts) < 2]
-        images = ImageSet.from_folder(root, files=[p for p in files if p not in set(loose)], **kwargs)
-        images.bad.extend(BadFile(str(p), "not inside a model sub-folder GENERATED/<model>/") for p in loose)
-        models = [r.split("/", 1)[0] for r in images.rel_paths]
         factors = load_factors(root)
-        for m in sorted(set(models)):
-            factors.setdefault(m, {})
+        files, listed = find_images(root, ignore=generated_root_extra)
+        loose = [p for p in files if len(p.relative_to(root).parts) < 2]
+        listed += [BadFile(str(p), "not inside a model sub-folder GENERATED/<model>/") for p in loose]
+        inside = [p for p in files if len(p.relative_to(root).parts) >= 2]
+        folders = sorted(e.name for e in os.scandir(root)
+                         if e.is_dir(follow_symlinks=True) and not generated_root_extra(e.name, True))
+        if not inside:
+            raise DataError(f"{root}: no image files inside model folders GENERATED/<model>/ "
+                            f"({len(folders)} folder(s), {len(loose)} loose file(s))")
+        images = ImageSet.from_folder(root, files=inside, **kwargs)
+        models = [r.split("/", 1)[0] for r in images.rel_paths]
+        found = set(models)
+        for m in folders:
+            if m not in found:
+                n = sum(1 for p in inside if p.relative_to(root).parts[0] == m)
+                why = (f"model folder with no usable image ({n} file(s), all skipped); model left out" if n
+                       else "empty model folder (no image files); model left out")
+                listed.append(BadFile(str(root / m), why))
+        manifest = next((root / n for n in ("models.yaml", "models.yml", "models.csv") if (root / n).exists()), None)
+        for m in sorted(set(factors) - set(folders)):
+            listed.append(BadFile(str(manifest), f"entry '{m}' has no model folder {root / m}; ignored"))
+        first: dict[str, int] = {}
+        for i, dig in enumerate(images.digests):
+            j = first.setdefault(dig, i)
+            if j != i and models[j] != models[i]:
+                listed.append(BadFile(str(root / images.rel_paths[i]),
+                                      f"same bytes as {images.rel_paths[j]} (model {models[j]}): one image, two "
+                                      "labels; kept in both"))
+        images.bad = sorted(images.bad + listed, key=lambda b: b.path)
+        factors = {m: factors.get(m, {}) for m in sorted(found)}
         return cls(images, models, factors)
 
     @property
@@ -417,7 +619,7 @@ class GeneratedSet:
         """The images of the given models only (unknown names are an error)."""
         missing = sorted(set(names) - set(self.models))
         if missing:
-            raise KeyError(f"{self.images.root}: no model folder(s) {', '.join(missing)}")
+            raise UnknownNameError(f"model folder in {self.images.root}", missing[0], self.model_names)
         keep = [i for i, m in enumerate(self.models) if m in set(names)]
         return GeneratedSet(self.images.subset(keep), [self.models[i] for i in keep],
                             {m: f for m, f in self.factors.items() if m in set(names)})
@@ -426,9 +628,12 @@ class GeneratedSet:
         """Per-image value of ``target`` ('model' or any factor column); missing values raise."""
         if target == "model":
             return list(self.models)
+        if target not in self.factor_names():
+            raise UnknownNameError("target", target, ["model", *self.factor_names()])
         missing = sorted({m for m in self.models if target not in self.factors.get(m, {})})
         if missing:
-            raise KeyError(f"factor '{target}' is not given for model(s) {', '.join(missing)} in models.yaml")
+            raise DataError(f"{self.images.root}: factor '{target}' is not given for model(s) {', '.join(missing)} "
+                            "in models.yaml")
         return [str(self.factors[m][target]) for m in self.models]
 
     def factor_names(self) -> list[str]:
@@ -439,24 +644,55 @@ class GeneratedSet:
 
 
 def load_factors(root: str | Path) -> dict[str, dict[str, str]]:
-    """Read ``models.yaml`` (``{models: {name: {factor: value}}}`` or ``{name: {...}}``) or ``models.csv``."""
+    """Read ``models.yaml`` (``{models: {name: {factor: value}}}``, ``{name: {...}}`` or a list of
+    ``{name: ..., factor: value}``) or ``models.csv`` (a ``model`` or ``name`` column); ``{}`` if neither.
+
+    Malformed files raise ``DataError`` naming the file and the expected shape; YAML is read with
+    ``safe_load`` (tags that construct objects are refused).
+    """
     root = Path(root)
+    shape = "expected 'models: {<model>: {<factor>: <value>, ...}, ...}'"
     for name in ("models.yaml", "models.yml"):
         p = root / name
-        if p.exists():
+        if not p.exists():
+            continue
+        try:
             doc = yaml.safe_load(p.read_text()) or {}
-            doc = doc.get("models", doc)
-            if isinstance(doc, list):
-                doc = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in doc}
-            if not isinstance(doc, dict):
-                raise ValueError(f"{p}: expected a mapping of model name -> factors")
-            return {str(m): {str(k): _scalar(v) for k, v in (f or {}).items()} for m, f in doc.items()}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            raise DataError(f"{p}: not readable YAML{at} ({getattr(e, 'problem', None) or e}); {shape}") from None
+        if isinstance(doc, dict) and set(doc) == {"models"}:
+            doc = doc["models"] or {}
+        if isinstance(doc, list):
+            if not all(isinstance(d, dict) and "name" in d for d in doc):
+                raise DataError(f"{p}: a list of models needs a 'name' in every entry; {shape}")
+            doc = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in doc}
+        if not isinstance(doc, dict):
+            raise DataError(f"{p}: top level is a {type(doc).__name__}; {shape}")
+        out: dict[str, dict[str, str]] = {}
+        for m, f in doc.items():
+            if f is not None and not isinstance(f, dict):
+                raise DataError(f"{p}: model '{m}' maps to a {type(f).__name__} ({f!r}), not to factors; {shape}")
+            bad = [k for k, v in (f or {}).items() if isinstance(v, (dict, list))]
+            if bad:
+                raise DataError(f"{p}: factor '{bad[0]}' of model '{m}' is not a single value; {shape}")
+            out[str(m)] = {str(k): _scalar(v) for k, v in (f or {}).items()}
+        return out
     p = root / "models.csv"
     if p.exists():
-        with p.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        key = "model" if rows and "model" in rows[0] else "name"
-        return {r[key]: {k: v for k, v in r.items() if k != key} for r in rows}
+        try:
+            with p.open(newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(f"{p}: not a readable CSV file ({e})") from None
+        if not rows:
+            return {}
+        key = "model" if "model" in rows[0] else "name" if "name" in rows[0] else None
+        if key is None or any(not r.get(key) for r in rows) or any(None in r for r in rows):
+            raise DataError(f"{p}: needs a 'model' column with a value in every row and no extra fields "
+                            f"(header: {', '.join(k for k in rows[0] if k)})")
+        return {r[key]: {k: v or "" for k, v in r.items() if k != key} for r in rows}
     return {}
 
 

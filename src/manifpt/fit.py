@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .attribute import Attributor
 from .cache import atomic_write_text, cache_dir, hash_json, write_json
-from .data import GeneratedSet, ImageSet, decode_bytes, fit_channels, resize_uint8
+from .data import (
+    BadImageError,
+    GeneratedSet,
+    ImageSet,
+    decode_bytes,
+    find_images,
+    fit_channels,
+    not_regular,
+    resize_uint8,
+)
+from .errors import DataError, UsageError
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
-from .pipeline import open_sets
+from .pipeline import check_labels, check_names, check_paths, check_target, open_sets
+from .progress import notice
 from .spaces import get_space
 from .store import FORMAT as STORE_FORMAT
-from .store import ArtifactStore, compute_artifacts
+from .store import ArtifactStore, compute_artifacts, write_bad_files
 
 RUN_FORMAT = "manifpt-run/1"
 
@@ -74,16 +86,32 @@ def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_opti
                      "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())],
                      "format": STORE_FORMAT})
     root = cache_dir() / "artifacts" / key
-    done = (root / "summary.json").exists()
-    store = ArtifactStore(root) if done else compute_artifacts(manifold, real_set, gen, root,
-                                                               show_progress=show_progress)
-    return store, manifold
+    if (root / "manifest.json").exists():
+        problems = ArtifactStore(root).problems()
+        if not problems:
+            return ArtifactStore(root), manifold
+        if ArtifactStore(root).complete:
+            notice(f"{root}: cached artifacts are damaged ({'; '.join(problems[:3])}); rebuilding them")
+    return compute_artifacts(manifold, real_set, gen, root, show_progress=show_progress), manifold
 
 
-def artifact_store_for(cfg: FitConfig, show_progress: bool = True) -> tuple[ArtifactStore, Manifold]:
-    real_set, gen = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+def artifact_store_for(cfg: FitConfig, show_progress: bool = True,
+                       sets: tuple[ImageSet, GeneratedSet] | None = None) -> tuple[ArtifactStore, Manifold]:
+    real_set, gen = sets or open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     return artifact_store(real_set, gen, cfg.space, cfg.space_options, cfg.backend, cfg.size, show_progress,
                           cfg.projection, cfg.projection_options)
+
+
+def check_fit_config(cfg: FitConfig, out: str | Path | None) -> FitConfig:
+    """Every argument checked before any image is read; returns the config with absolute folder paths
+    (run.json must work from any directory)."""
+    check_names([cfg.space], [cfg.projection])
+    check_paths(cfg.real, cfg.generated, out)
+    check_target(cfg.generated, cfg.target)
+    if not cfg.seeds:
+        raise UsageError("no seeds: --seeds must be at least 1")
+    return cfg.model_copy(update={"real": str(Path(cfg.real).resolve()),
+                                  "generated": str(Path(cfg.generated).resolve())})
 
 
 def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
@@ -121,16 +149,18 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     """The whole `manifpt fit`: returns {"rows": results rows, "results": per-seed results, ...}."""
     from .report import write_fit_report
 
+    cfg = check_fit_config(cfg, out)
     out = Path(out)
+    sets = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    labels_all = np.asarray(sets[1].labels(cfg.target))
+    keep = subsample(labels_all, cfg.max_per_class)
+    check_labels(labels_all[keep], cfg.target, cfg.seeds)
     out.mkdir(parents=True, exist_ok=True)
-    store, manifold = artifact_store_for(cfg, show_progress)
+    bad = sets[0].bad + sets[1].images.bad
+    write_bad_files(out / "bad_files.csv", bad)
+    store, manifold = artifact_store_for(cfg, show_progress, sets)
     table = store.table()
     check_overlap(table, cfg.allow_overlap)
-    labels_all = np.array([r[cfg.target] for r in table]) if table and cfg.target in table[0] else None
-    if labels_all is None:
-        raise KeyError(f"target '{cfg.target}' is not a column of the artifact table "
-                       f"(have: model and the factors in models.yaml: {', '.join(table[0]) if table else '-'})")
-    keep = subsample(labels_all, cfg.max_per_class)
     table = [table[i] for i in keep]
     labels = labels_all[keep]
     X = store.artifacts(keep)
@@ -151,13 +181,14 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
                 "space_settings": manifold.space.settings(), "artifact_store": str(store.root),
                 "image_shape": man["image_shape"], "artifact_shape": man["artifact_shape"],
                 "classes": sorted(set(labels.tolist())), "n_items": len(labels),
+                "real": {"root": cfg.real, "fingerprint": sets[0].fingerprint(), "n": len(sets[0])},
                 "models": [f"models/{method.name}-{cfg.space}/seed-{s}" for s in cfg.seeds]}
     write_json(out / "run.json", run_meta)
     write_json(out / "results.json", rows)
     write_json(out / "metrics.json", [_seed_json(r) for r in results])
     _write_predictions(out / "predictions.csv", results, table, labels)
     write_fit_report(out, run_meta, rows, results, store, manifold, keep, labels)
-    return {"rows": rows, "results": results, "run": run_meta}
+    return {"rows": rows, "results": results, "run": run_meta, "bad": sorted(bad, key=lambda b: b.path)}
 
 
 def _seed_json(r: SeedResult) -> dict[str, Any]:
@@ -185,45 +216,72 @@ class Run:
         self.root = Path(directory)
         meta_path = self.root / "run.json"
         if not meta_path.exists():
-            raise FileNotFoundError(f"{self.root}: not a manifpt run (no run.json)")
-        self.meta = json.loads(meta_path.read_text())
+            raise DataError(f"{self.root}: not a manifpt run (no run.json); give the --out folder of `manifpt fit`")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except ValueError as e:
+            raise DataError(f"{meta_path}: not valid JSON ({e})") from None
         if self.meta.get("format") != RUN_FORMAT:
-            raise ValueError(f"{meta_path}: unknown format {self.meta.get('format')!r}")
+            raise DataError(f"{meta_path}: unknown format {self.meta.get('format')!r} (expected {RUN_FORMAT})")
         self.config = FitConfig(**self.meta["config"])
         self.models = [Attributor.load(self.root / m, device=device) for m in self.meta["models"]]
         self.show_progress = show_progress
         self._manifold: Manifold | None = None
 
     @property
+    def channels(self) -> int:
+        return 1 if len(self.meta["image_shape"]) == 2 else 3
+
+    @property
     def manifold(self) -> Manifold:
+        """The run's manifold, rebuilt from the real folder, which must be the one the run was fitted on."""
         if self._manifold is None:
             c = self.config
             real = ImageSet.from_folder(c.real, size=c.size, show_progress=self.show_progress)
-            shape = tuple(self.meta["image_shape"])
-            real = real.with_channels(1 if len(shape) == 2 else 3)
+            real = real.with_channels(self.channels)
+            then = self.meta.get("real")
+            if then is not None and then["fingerprint"] != real.fingerprint():
+                raise DataError(f"{c.real}: the real set changed since this run was fitted ({then['n']} usable "
+                                f"images then, {len(real)} now, or their content differs); predictions would use "
+                                "another manifold. Restore the folder or refit the run")
             self._manifold = Manifold(get_space(c.space, **c.space_options), backend=c.backend,
                                       show_progress=self.show_progress, projection=c.projection,
                                       projection_options=c.projection_options).fit(real)
         return self._manifold
 
-    def load_images(self, paths: list[Path]) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-        """Decode files with the run's conversion; returns (images, used paths, [(path, reason) skipped])."""
+    def load_images(self, paths: list[Path]) -> tuple[np.ndarray, list[str], list[tuple[str, str]],
+                                                       list[tuple[str, str]]]:
+        """Decode files with the run's conversion.
+
+        Returns (images, used paths, [(path, reason)] skipped, [(path, note)] converted with a warning).
+        Non-regular files (a FIFO) are skipped without being opened.
+        """
         shape = tuple(self.meta["image_shape"])
-        channels = 1 if len(shape) == 2 else 3
-        ok, used, bad = [], [], []
+        channels = self.channels
+        ok, used, bad, notes = [], [], [], []
         for p in paths:
             try:
-                arr = fit_channels(decode_bytes(Path(p).read_bytes(), p), channels)
+                st = os.stat(p)
+                problem = not_regular(st.st_mode)
+                if problem:
+                    raise BadImageError(p, problem)
+                raw = decode_bytes(Path(p).read_bytes(), p)
+                if raw.ndim != (2 if channels == 1 else 3):
+                    notes.append((str(p), "grayscale image replicated to 3 channels (the run's real set is RGB)"
+                                  if channels == 3 else "colour image converted to gray (the run's real set is gray)"))
+                arr = fit_channels(raw, channels)
                 if self.config.size:
                     arr = resize_uint8(arr, (self.config.size, self.config.size))
                 if arr.shape != shape:
-                    raise ValueError(f"image is {arr.shape[1]}x{arr.shape[0]}, the run expects "
-                                     f"{shape[1]}x{shape[0]} (fit with --size to resize)")
+                    raise BadImageError(p, f"image is {arr.shape[1]}x{arr.shape[0]}, the run expects "
+                                           f"{shape[1]}x{shape[0]} (fit with --size to resize)")
                 ok.append(arr)
                 used.append(str(p))
-            except (ValueError, OSError) as e:
-                bad.append((str(p), str(getattr(e, "reason", e))))
-        return (np.stack(ok) if ok else np.zeros((0, *shape), np.uint8)), used, bad
+            except BadImageError as e:
+                bad.append((str(p), e.reason))
+            except OSError as e:
+                bad.append((str(p), f"cannot read ({e.strerror or e})"))
+        return (np.stack(ok) if ok else np.zeros((0, *shape), np.uint8)), used, bad, notes
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """Mean class probabilities over the seeds' attributors, plus nearest real index and distance."""
@@ -233,14 +291,21 @@ class Run:
 
 
 def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | None = None) -> dict[str, Any]:
-    """Attribute image files (or folders of them) with a run: one record per image."""
-    from .data import list_image_files
-
+    """Attribute image files (or folders of them) with a run: one record per image; every file that
+    is not used is in ``skipped`` with the reason, every conversion in ``warnings``."""
     paths: list[Path] = []
+    skipped: list[tuple[str, str]] = []
     for p in map(Path, inputs):
-        paths.extend(list_image_files(p) if p.is_dir() else [p])
+        if p.is_dir():
+            files, bad = find_images(p)
+            paths.extend(files)
+            skipped += [(b.path, b.reason) for b in bad]
+        elif not p.exists() and not p.is_symlink():
+            skipped.append((str(p), "no such file"))
+        else:
+            paths.append(p)
     run = Run(run_dir, device=device)
-    images, used, bad = run.load_images(paths)
+    images, used, bad, notes = run.load_images(paths)
     records = []
     if len(images):
         probs, classes, nn, d2 = run.predict(images)
@@ -250,4 +315,5 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | N
                             "probabilities": {c: float(v) for c, v in zip(classes, probs[j], strict=True)},
                             "nearest_real": run.manifold.real_path(int(nn[j])), "nn_sqdist": float(d2[j])})
     return {"run": str(run_dir), "target": run.config.target, "space": run.config.space,
-            "predictions": records, "skipped": [{"path": p, "reason": r} for p, r in bad]}
+            "predictions": records, "skipped": [{"path": p, "reason": r} for p, r in skipped + bad],
+            "warnings": [{"path": p, "reason": r} for p, r in notes]}

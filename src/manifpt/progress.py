@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,3 +16,11 @@ def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
     quiet = disable or os.environ.get("MANIFPT_QUIET", "") not in ("", "0")
     return tqdm(iterable, total=total, desc=desc, disable=quiet, unit=unit, dynamic_ncols=True,
                 leave=False)
+
+
+def notice(message: str) -> None:
+    """Tell the user something they must know (a rebuilt cache, a skipped file): one line on stderr,
+    printed above any progress bar, also in quiet runs."""
+    from .errors import display
+
+    tqdm.write(f"manifpt: {display(message)}", file=sys.stderr)

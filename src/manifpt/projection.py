@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .errors import UnknownNameError
 from .search import gather_rows
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def get_projector(name: str, **kwargs: Any) -> Projector:
     try:
         return _REGISTRY[name](**kwargs)
     except KeyError:
-        raise KeyError(f"unknown projection '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError("projection", name, _REGISTRY) from None
 
 
 def list_projectors() -> list[str]:

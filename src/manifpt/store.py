@@ -3,15 +3,20 @@
 Layout of an artifact directory::
 
     manifest.json        what was computed (space + settings, real/generated sets and their hashes)
-    shards/00000.csv     rows of shard 0 (written before the .npy)
-    shards/00000.npy     float32 artifacts of shard 0; its presence marks the shard complete
+    shards/00000.csv     rows of shard 0
+    shards/00000.npy     float32 artifacts of shard 0
+    shards/00000.json    row range and SHA-256 of both files; written last, it marks the shard complete
     table.csv            all rows (written when every shard is done)
     bad_files.csv        files skipped in either set, with the reason
-    summary.json         per-model statistics; written last, so it marks the store complete
+    summary.json         per-model statistics
+    complete.json        SHA-256 of table.csv, bad_files.csv and summary.json; written last, so it
+                         marks the store complete
 
 Shards are a fixed partition of the sorted generated file list, each written to a temporary name
 and renamed, so a killed run keeps its finished shards, never reads a half-written one, and a rerun
-computes only what is missing. The output is byte-identical to an uninterrupted run.
+computes only what is missing. The output is byte-identical to an uninterrupted run. A finished
+piece is reused only if its bytes still match the digest recorded when it was written: a damaged
+or edited shard or table is rebuilt (and the rebuild is announced), never read as valid.
 """
 
 from __future__ import annotations
@@ -25,19 +30,47 @@ from typing import Any
 
 import numpy as np
 
-from .cache import atomic_write_bytes, atomic_write_text, write_json
+from .cache import atomic_write_bytes, atomic_write_text, file_digest, read_text, remove_stale_temporaries, write_json
 from .data import BadFile, GeneratedSet, ImageSet
+from .errors import DataError
 from .manifold import Manifold
-from .progress import progress
+from .progress import notice, progress
 
 BASE_COLUMNS = ["index", "path", "model"]
 #: bumped when the stored columns change; part of the artifact cache key, so old stores are never reused
-FORMAT = "manifpt-artifacts/2"
+FORMAT = "manifpt-artifacts/3"
 NN_COLUMNS = ["nn_index", "nn_path", "nn_sqdist", "artifact_norm", "pixel_identical"]
 
 
-class StoreMismatchError(ValueError):
+COMPLETE = "complete.json"
+
+
+class StoreMismatchError(DataError):
     pass
+
+
+class IncompleteStoreError(DataError, RuntimeError):
+    pass
+
+
+def _shard_problem(shard_dir: Path, s: int, lo: int, hi: int) -> str | None:
+    """Why shard ``s`` cannot be reused (``None`` when it is complete and intact)."""
+    marker = shard_dir / f"{s:05d}.json"
+    if not marker.exists():
+        return "not written"
+    try:
+        rec = json.loads(marker.read_text())
+        if rec.get("rows") != [lo, hi]:
+            return f"holds rows {rec.get('rows')}, expected [{lo}, {hi}]"
+        for ext in ("csv", "npy"):
+            f = shard_dir / f"{s:05d}.{ext}"
+            if not f.exists():
+                return f"{f.name} is missing"
+            if file_digest(f) != rec.get(ext):
+                return f"{f.name} differs from what was written (damaged or edited)"
+    except (ValueError, AttributeError) as e:
+        return f"unreadable marker {marker.name} ({e})"
+    return None
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str], header: bool) -> str:
@@ -92,11 +125,17 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
         write_json(man_path, manifest)
     shard_dir = out / "shards"
     shard_dir.mkdir(exist_ok=True)
-    for stale in shard_dir.glob(".*.tmp*"):  # a write cut off by a kill
-        stale.unlink()
+    for folder in (out, shard_dir):  # writes cut off by a kill
+        remove_stale_temporaries(folder)
     n = len(gen.images)
     n_shards = (n + shard_size - 1) // shard_size
-    todo = [s for s in range(n_shards) if not (shard_dir / f"{s:05d}.npy").exists()]
+    todo = []
+    for s in range(n_shards):
+        problem = _shard_problem(shard_dir, s, s * shard_size, min((s + 1) * shard_size, n))
+        if problem is not None:
+            todo.append(s)
+            if problem != "not written":
+                notice(f"{shard_dir}: rebuilding shard {s}: {problem}")
     bar = progress(total=n, desc=f"artifacts ({space.name})", disable=not show_progress, unit="img")
     bar.update(n - sum(min(shard_size, n - s * shard_size) for s in todo))
     with bar:
@@ -116,15 +155,33 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(art, np.float32), allow_pickle=False)
             atomic_write_bytes(shard_dir / f"{s:05d}.npy", buf.getvalue())
+            write_json(shard_dir / f"{s:05d}.json", {"rows": [lo, hi], **{
+                ext: file_digest(shard_dir / f"{s:05d}.{ext}") for ext in ("csv", "npy")}})
             bar.update(hi - lo)
+    (out / COMPLETE).unlink(missing_ok=True)
     store = ArtifactStore(out)
     header = _csv_text([], columns, header=True)
-    body = "".join((shard_dir / f"{s:05d}.csv").read_text() for s in range(n_shards))
+    body = "".join(read_text(shard_dir / f"{s:05d}.csv") for s in range(n_shards))
     atomic_write_text(out / "table.csv", header + body)
-    bad = sorted(real.bad + gen.images.bad, key=lambda b: b.path)
-    atomic_write_text(out / "bad_files.csv", _csv_text([b.__dict__ for b in bad], ["path", "reason"], True))
-    write_json(out / "summary.json", store.summarise())
+    write_bad_files(out / "bad_files.csv", real.bad + gen.images.bad)
+    write_json(out / "summary.json", store.summarise(require_complete=False))
+    write_json(out / COMPLETE, {"format": FORMAT, "files": {
+        f: file_digest(out / f) for f in ("table.csv", "bad_files.csv", "summary.json")}})
     return store
+
+
+def write_bad_files(path: str | Path, bad: list[BadFile]) -> None:
+    """``path,reason`` rows, sorted by path (file names byte for byte, see ``cache``)."""
+    rows = [b.__dict__ for b in sorted(bad, key=lambda b: b.path)]
+    atomic_write_text(path, _csv_text(rows, ["path", "reason"], True))
+
+
+def read_bad_files(path: str | Path) -> list[BadFile]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="", errors="surrogateescape") as fh:
+        return [BadFile(r["path"], r["reason"]) for r in csv.DictReader(fh)]
 
 
 @dataclass
@@ -144,16 +201,40 @@ class ArtifactStore:
 
     @property
     def complete(self) -> bool:
-        return (self.root / "summary.json").exists()
+        """Every piece was written (``complete.json`` exists); ``problems()`` says whether it is intact."""
+        return (self.root / COMPLETE).exists()
+
+    def problems(self) -> list[str]:
+        """What is missing or damaged, checked against the digests recorded at write time (reads every file)."""
+        if not self.complete:
+            return ["incomplete: the run that wrote it was interrupted"]
+        out = []
+        try:
+            rec = json.loads((self.root / COMPLETE).read_text())
+            if rec.get("format") != FORMAT:
+                return [f"written by another store format ({rec.get('format')})"]
+            for name, digest in rec["files"].items():
+                if not (self.root / name).exists() or file_digest(self.root / name) != digest:
+                    out.append(f"{name} differs from what was written (damaged or edited)")
+            m = self.manifest
+        except (ValueError, KeyError, TypeError) as e:
+            return [f"unreadable {COMPLETE} or manifest.json ({e})"]
+        n, size = m["generated"]["n"], m["shard_size"]
+        for s in range((n + size - 1) // size):
+            problem = _shard_problem(self.root / "shards", s, s * size, min((s + 1) * size, n))
+            if problem:
+                out.append(f"shard {s}: {problem}")
+        return out
 
     def _require_complete(self) -> None:
-        if not (self.root / "table.csv").exists():
-            raise RuntimeError(f"{self.root}: artifacts are incomplete (a run was interrupted); rerun "
-                               "`manifpt artifacts` with the same arguments to resume")
+        if not self.complete:
+            raise IncompleteStoreError(f"{self.root}: artifacts are incomplete (a run was interrupted); rerun "
+                                       "`manifpt artifacts` with the same arguments to resume")
 
-    def table(self) -> list[dict[str, str]]:
-        self._require_complete()
-        with (self.root / "table.csv").open(newline="") as fh:
+    def table(self, require_complete: bool = True) -> list[dict[str, str]]:
+        if require_complete:
+            self._require_complete()
+        with (self.root / "table.csv").open(newline="", errors="surrogateescape") as fh:
             return list(csv.DictReader(fh))
 
     def artifacts(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -179,14 +260,10 @@ class ArtifactStore:
         return [r[target] for r in rows]
 
     def bad_files(self) -> list[BadFile]:
-        p = self.root / "bad_files.csv"
-        if not p.exists():
-            return []
-        with p.open(newline="") as fh:
-            return [BadFile(r["path"], r["reason"]) for r in csv.DictReader(fh)]
+        return read_bad_files(self.root / "bad_files.csv")
 
-    def summarise(self) -> dict[str, Any]:
-        rows = self.table()
+    def summarise(self, require_complete: bool = True) -> dict[str, Any]:
+        rows = self.table(require_complete)
         per: dict[str, dict[str, Any]] = {}
         for model in sorted({r["model"] for r in rows}):
             sel = [r for r in rows if r["model"] == model]

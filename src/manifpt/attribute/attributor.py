@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..cache import atomic_dir, write_json
+from ..errors import DataError
 from ..progress import progress
 from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm, seed_everything
 from .nets import ARCHS, Net, build_net, default_arch
@@ -211,22 +212,52 @@ class Attributor:
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> Attributor:
-        """Load a saved attributor (safetensors + JSON; no pickle, no code execution)."""
+        """Load a saved attributor (safetensors + JSON; no pickle, no code execution).
+
+        Every tensor is checked against what the metadata implies (the network built from the
+        recorded architecture, normalisation tensors of shape 1×input_shape, float32, finite, std > 0):
+        a file that does not match is refused, never loaded with a silent cast or broadcast.
+        """
         directory = Path(directory)
-        meta = json.loads((directory / "attributor.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory}: not a manifpt attributor (format {meta.get('format')!r})")
-        cfg = meta["config"]
-        self = cls(tuple(meta["input_shape"]) if len(meta["input_shape"]) == 3 else None, device=device,
-                   **{k: v for k, v in cfg.items() if k != "arch"}, arch=meta["arch"])
+        meta_path, weights = directory / "attributor.json", directory / "model.safetensors"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{meta_path}: cannot read the attributor's metadata ({e})") from None
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        if fmt != FORMAT:
+            raise DataError(f"{directory}: not a manifpt attributor (format {fmt!r}, expected {FORMAT})")
+        try:
+            cfg = meta["config"]
+            shape = tuple(int(v) for v in meta["input_shape"])
+            classes = np.array([str(c) for c in meta["classes"]])
+            self = cls(shape if len(shape) == 3 else None, device=device,
+                       **{k: v for k, v in cfg.items() if k != "arch"}, arch=meta["arch"])
+            net = build_net(meta["arch"], shape, len(classes), pretrained=False, depth=cfg["depth"],
+                            coords=cfg.get("coords", False) and len(shape) == 3)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{meta_path}: malformed attributor metadata ({type(e).__name__}: {e})") from None
+        try:
+            tensors = load_file(str(weights))
+        except Exception as e:  # safetensors raises its own error types for any malformed file
+            raise DataError(f"{weights}: not a readable safetensors file ({e})") from None
+        expected = {f"net.{k}": (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
+        expected["norm.mean"] = expected["norm.std"] = ((1, *shape), torch.float32)
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if missing or extra:
+            raise DataError(f"{weights}: tensors do not match the recorded architecture "
+                            f"(missing: {', '.join(missing[:3]) or '-'}; unexpected: {', '.join(extra[:3]) or '-'})")
+        for k, (want_shape, want_dtype) in expected.items():
+            t = tensors[k]
+            if tuple(t.shape) != want_shape or t.dtype != want_dtype:
+                raise DataError(f"{weights}: tensor {k} is {t.dtype} {tuple(t.shape)}, expected {want_dtype} "
+                                f"{want_shape}")
+        mean, std = tensors.pop("norm.mean"), tensors.pop("norm.std")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise DataError(f"{weights}: normalisation tensors hold non-finite values or a non-positive std")
         self.device_ = default_device(device)
-        self.classes_ = np.array(meta["classes"])
-        self.shape_ = tuple(meta["input_shape"])
-        self.arch_ = meta["arch"]
-        tensors = load_file(str(directory / "model.safetensors"))
-        self.mean_, self.std_ = tensors.pop("norm.mean"), tensors.pop("norm.std")
-        net = build_net(meta["arch"], self.shape_, len(self.classes_), pretrained=False, depth=cfg["depth"],
-                        coords=cfg.get("coords", False) and len(self.shape_) == 3)
+        self.classes_, self.shape_, self.arch_ = classes, shape, meta["arch"]
+        self.mean_, self.std_ = mean, std
         net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()})
         net.init = meta["init"]
         self.net_ = net.to(self.device_).eval()

@@ -26,6 +26,8 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import UnknownNameError
+
 _REGISTRY: dict[str, type[Baseline]] = {}
 
 #: ITU-R BT.601 luma weights: what OpenCV's ``imread(path, 0)`` uses, i.e. the grayscale that the
@@ -51,7 +53,7 @@ def get_baseline(name: str, **kwargs: Any) -> Baseline:
     try:
         cls = _REGISTRY[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown baseline '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError("baseline", name, _REGISTRY) from None
     return cls(**kwargs)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import DataError, UsageError
+
 
 class DatasetConfig(BaseModel):
     """One real training set and the zoo of generative models trained on it."""
@@ -50,6 +52,13 @@ def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
     else:
         res = files("manifpt") / "configs" / f"experiments-{name_or_path}.yaml"
         if not res.is_file():
-            raise FileNotFoundError(f"no experiment config '{name_or_path}' (bundled: default, quick, tiny)")
+            raise UsageError(f"no experiment config '{name_or_path}': not a YAML file, nor a bundled preset "
+                             "(default, quick, photos, tiny)")
         text = res.read_text()
-    return ExperimentConfig(**yaml.safe_load(text))
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DataError(f"{name_or_path}: not readable YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{name_or_path}: expected a mapping of settings, got a {type(doc).__name__}")
+    return ExperimentConfig(**doc)

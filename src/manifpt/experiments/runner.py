@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import write_json
+from ..errors import UnknownNameError
 from ..report import Section, results_table, write_report
 from .config import ExperimentConfig
 from .context import Context
@@ -26,7 +27,7 @@ def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, da
         names = list(ORDER)
     unknown = sorted(set(names) - set(STUDIES))
     if unknown:
-        raise KeyError(f"unknown experiment(s) {', '.join(unknown)}; available: {', '.join(ORDER)}, all")
+        raise UnknownNameError("experiment", unknown[0], [*ORDER, "all"])
     out = Path(out)
     ctx = Context(cfg, Path(data_root), out, show_progress, device)
     t_start = time.perf_counter()

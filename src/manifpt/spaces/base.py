@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..data import ImageSource
+from ..errors import UnknownNameError
 
 _REGISTRY: dict[str, type[Space]] = {}
 
@@ -33,7 +34,7 @@ def get_space(name: str, **kwargs: Any) -> Space:
     try:
         cls = _REGISTRY[name.lower()]
     except KeyError:
-        raise KeyError(f"unknown space '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+        raise UnknownNameError("space", name, _REGISTRY) from None
     return cls(**kwargs)
 
 
