@@ -399,17 +399,20 @@ def test_no_nan_or_infinity_is_ever_written_to_json(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- 9. messages, not tracebacks
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("models: {m_grid: {family: GAN}\n", "not readable YAML"),  # unclosed brace
-    ("- family: GAN\n", "needs a 'name'"),  # a list without names
-    ("m_grid: GAN\n", "maps to a str"),  # a model mapped to a value
-    ("m_grid: !!python/object/apply:os.system ['echo pwned']\n", "not readable YAML"),  # a tag that runs code
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("models.yaml", "models: {m_grid: {family: GAN}\n", "not readable YAML"),  # unclosed brace
+    ("models.yaml", "- family: GAN\n", "needs a 'name'"),  # a list without names
+    ("models.yaml", "m_grid: GAN\n", "maps to a str"),  # a model mapped to a value
+    ("models.yaml", "m_grid: !!python/object/apply:os.system ['echo pwned']\n", "not readable YAML"),  # runs code
+    ("models.csv", "family,norm\nGAN,batch\n", "needs a 'model' column"),  # no model column
+    ("models.csv", "model,family\nm_grid,GAN,extra\n", "no extra fields"),  # a row longer than the header
 ])
-def test_malformed_models_yaml_is_one_message(small, tmp_path: Path, text: str, needle: str) -> None:
+def test_malformed_manifest_is_one_message(small, tmp_path: Path, name: str, text: str, needle: str) -> None:
     real, gen = _copy(small, tmp_path)
-    (gen / "models.yaml").write_text(text)
+    (gen / "models.yaml").unlink()
+    (gen / name).write_text(text)
     r = _cli("artifacts", "--real", real, "--generated", gen, "--out", tmp_path / "a", "--quiet")
-    _one_message(r, 1, "models.yaml", needle)
+    _one_message(r, 1, name, needle)
 
 
 def test_unreadable_checkpoint_and_missing_folders_are_messages(small_run: Path, tmp_path: Path) -> None:
@@ -515,3 +518,27 @@ def _png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def test_disk_full_mid_run_is_a_message_and_the_rerun_is_byte_identical(small, tmp_path: Path, monkeypatch) -> None:
+    import manifpt.store as store
+
+    real, gen = small
+    args = ["artifacts", "--real", real, "--generated", gen, "--shard-size", "4", "--quiet"]
+    assert _cli(*args, "--out", tmp_path / "ref").exit_code == 0
+    writes = {"n": 0}
+    real_write = store.atomic_write_bytes
+
+    def filling_disk(path, data):  # the fourth shard finds the disk full
+        writes["n"] += 1
+        if writes["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(store, "atomic_write_bytes", filling_disk)
+    out = tmp_path / "out"
+    _one_message(_cli(*args, "--out", out), 1, "No space left on device")
+    assert not (out / "complete.json").exists() and not list((out / "shards").glob(".*.tmp*"))
+    monkeypatch.setattr(store, "atomic_write_bytes", real_write)
+    assert _cli(*args, "--out", out).exit_code == 0
+    assert _files(out) == _files(tmp_path / "ref")
