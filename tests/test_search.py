@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manifpt import get_space
-from manifpt.search import ExactKNN, error_bound_coeff
+from manifpt.search import PRUNED_MAX_FRACTION, ExactKNN, error_bound_coeff
 
 
 def brute_force(q: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -17,7 +17,7 @@ def brute_force(q: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np
     return np.take_along_axis(d, idx, 1), idx
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", ["faiss", "torch", "pruned"])
 @pytest.mark.parametrize(("dim", "k"), [(784, 1), (3072, 1), (64, 5)])
 def test_random_data_matches_float64_reference(backend: str, dim: int, k: int) -> None:
     rng = np.random.default_rng(dim + k)
@@ -36,9 +36,10 @@ def test_real_photo_embeddings_match_reference(patches: np.ndarray) -> None:
     for name in ("rgb", "freq"):
         sp = get_space(name)
         base, q = sp.embed(real), sp.embed(gen)
-        d, i = ExactKNN("faiss").fit(base).search(q, 1)
         ref_d, ref_i = brute_force(q, base, 1)
-        np.testing.assert_array_equal(i, ref_i, err_msg=name)
+        for engine in ("faiss", "pruned"):
+            d, i = ExactKNN(engine).fit(base).search(q, 1)
+            np.testing.assert_array_equal(i, ref_i, err_msg=f"{name} {engine}")
         np.testing.assert_allclose(d, ref_d.astype(np.float32), rtol=1e-6)
 
 
@@ -96,3 +97,70 @@ def test_bad_arguments() -> None:
         knn.search(np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match="unknown search backend"):
         ExactKNN("annoy").fit(np.zeros((3, 4), np.float32))
+
+
+# --------------------------------------------------------------------------- the pruned engine
+
+
+def test_pruned_near_ties_and_duplicates_are_exact() -> None:
+    """Near-ties one float32 ulp apart (far below the sketch bound's slack) and exact duplicates."""
+    rng = np.random.default_rng(1)
+    dim = 512
+    q = (rng.random((1, dim)) * 100).astype(np.float32)
+    ties = np.repeat(q, 40, axis=0) + 10.0
+    for j in range(40):
+        ties[j, j] = np.nextafter(ties[j, j], np.float32(np.inf) if j % 2 else np.float32(-np.inf))
+    base = np.concatenate([rng.random((500, dim), dtype=np.float32) * 100, ties, ties[:3]]).astype(np.float32)
+    for k in (1, 3, 5):
+        knn = ExactKNN("pruned", sketch_dim=16).fit(base)
+        d, i = knn.search(q, k)
+        ref_d, ref_i = brute_force(q, base, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_allclose(d, ref_d, rtol=1e-6)
+    d, i = ExactKNN("pruned", sketch_dim=8).fit(base).search(base[[540, 500, 541]], 1)
+    assert i[:, 0].tolist() == [500, 500, 501] and d[:, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_pruned_far_queries_and_sketch_at_least_the_rank() -> None:
+    rng = np.random.default_rng(4)
+    low = (rng.standard_normal((800, 6)) @ rng.standard_normal((6, 256))).astype(np.float32)  # rank 6
+    far = (rng.standard_normal((50, 256)) * 1e3).astype(np.float32)  # far off the base
+    near = low[:50] + rng.standard_normal((50, 256)).astype(np.float32) * 1e-3
+    for m in (4, 6, 64, 256):  # below, at and above the rank (the sketch keeps the non-null directions)
+        knn = ExactKNN("pruned", sketch_dim=m).fit(low)
+        for q in (far, near):
+            np.testing.assert_array_equal(knn.search(q, 2)[1], brute_force(q, low, 2)[1], err_msg=str(m))
+        assert knn.sketch_.m_ <= 6 + 1 and knn.sketch_.delta_ < 1e-12
+    knn = ExactKNN("pruned", sketch_dim=6).fit(low)
+    knn.search(near, 1)
+    assert knn.stats.refined_pairs < 0.1 * len(low) * len(near)  # rank-6 data: the bound is nearly tight
+
+
+def test_pruned_lower_bound_never_exceeds_the_distance(patches: np.ndarray) -> None:
+    base = (patches[:600].reshape(600, -1) / 255).astype(np.float32)
+    q = (patches[600:700].reshape(100, -1) / 255).astype(np.float32)
+    from manifpt.pruned import SketchIndex
+
+    lb = SketchIndex(m=32).fit(base).lower_bounds(q)
+    d = brute_force_all(q, base)
+    assert (lb <= d).all()
+    assert np.median(lb / np.maximum(d, 1e-12)) > 0.5  # and it is not vacuous on natural images
+
+
+def brute_force_all(q: np.ndarray, base: np.ndarray) -> np.ndarray:
+    b64 = base.astype(np.float64)
+    return np.stack([((b64 - x) ** 2).sum(1) for x in q.astype(np.float64)])
+
+
+def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay(tmp_path) -> None:
+    """Uniform noise: no direction dominates, the bound prunes nothing, auto switches to FAISS."""
+    rng = np.random.default_rng(5)
+    base = rng.random((5000, 600), dtype=np.float32)
+    mm = np.memmap(tmp_path / "b.f32", np.float32, "w+", shape=base.shape)
+    mm[:] = base
+    q = rng.random((200, 600), dtype=np.float32)
+    knn = ExactKNN("auto", device="cpu").fit(mm)
+    assert knn.backend_ == "pruned"
+    np.testing.assert_array_equal(knn.search(q, 1)[1], brute_force(q, base, 1)[1])
+    assert knn.backend_ == "faiss" and knn.stats.fallbacks >= 1
+    assert knn.sketch_.stats.refined_pairs <= PRUNED_MAX_FRACTION * len(base) * 64  # the probe stopped early

@@ -21,6 +21,14 @@ three steps:
    If that exceeds U_k, the answer is proven exact. Otherwise (queries in dense clusters) the
    query's full approximate row is computed, in batches, and the same bound selects every point
    that can be in the top k.
+
+A second engine, ``pruned`` (``manifpt.pruned``), does less arithmetic than brute force instead of
+certifying a fast one: a PCA sketch bounds every distance from below and exact float64 distances are
+computed only where the bound cannot exclude a point. ``auto`` picks it on CPU when the vectors are
+long and the base is large (``D ≥ PRUNED_MIN_DIM``, ``N ≥ PRUNED_MIN_BASE``), and falls back to
+FAISS for the rest of a search once a query chunk shows that pruning does not pay (it refined more
+than ``PRUNED_MAX_FRACTION`` of the base per query, e.g. on uniform noise, where no direction
+dominates).
 """
 
 from __future__ import annotations
@@ -31,7 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .pruned import PruningDoesNotPay
+
 U32 = 2.0**-24
+#: ``auto`` uses the pruned engine on CPU from these sizes on (below, brute force is cheap anyway)
+PRUNED_MIN_DIM, PRUNED_MIN_BASE = 512, 4096
+#: refining more than this fraction of the base per query costs more than brute force saves
+PRUNED_MAX_FRACTION = 0.2
 
 
 #: λ of the probabilistic bound: it fails with probability ≤ 2n·exp(−λ²/2) ≈ 1e-33 per pair for n = 3072.
@@ -74,17 +88,19 @@ class SearchStats:
 
 
 class ExactKNN:
-    """Exact k-NN over a fixed float32 base; ``backend`` 'faiss' (CPU) or 'torch' (GPU or CPU).
+    """Exact k-NN over a fixed float32 base; ``backend`` 'faiss' (CPU), 'torch' (GPU or CPU), 'pruned'
+    (PCA-sketch lower bounds, CPU) or 'auto'.
 
-    ``fit`` keeps a reference to ``base`` (a memmap is fine) and an in-memory centred copy for
-    the float32 engine. ``search`` returns exact float64 squared distances cast to float32 and
-    int64 indices, both sorted ascending with ties broken by index.
+    ``fit`` keeps a reference to ``base`` (a memmap is fine) and, for the float32 engines, an
+    in-memory centred copy. ``search`` returns exact float64 squared distances cast to float32 and
+    int64 indices, both sorted ascending with ties broken by index; every engine gives the same answer.
     """
 
     def __init__(self, backend: str = "auto", candidates: int = 128, bound: str = "rigorous",
-                 device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536):
+                 device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536,
+                 sketch_dim: int = 128):
         self.backend, self.candidates, self.bound, self.device = backend, candidates, bound, device
-        self.query_chunk, self.base_chunk = query_chunk, base_chunk
+        self.query_chunk, self.base_chunk, self.sketch_dim = query_chunk, base_chunk, sketch_dim
         self.stats = SearchStats()
 
     # -- set-up -----------------------------------------------------------------------
@@ -94,8 +110,17 @@ class ExactKNN:
         if len(base) == 0:
             raise ValueError("cannot search an empty base set")
         self.base_ = base
+        self.backend_ = self._resolve_backend(base.shape)
+        if self.backend_ == "pruned":
+            from .pruned import SketchIndex
+
+            self.sketch_ = SketchIndex(m=self.sketch_dim).fit(base)
+            return self
+        self._fit_float32(base)
+        return self
+
+    def _fit_float32(self, base: np.ndarray) -> None:
         self.mean_ = np.asarray(base.mean(axis=0, dtype=np.float64), np.float32)
-        self.backend_ = self._resolve_backend()
         if self.backend_ == "faiss":
             import faiss
 
@@ -121,16 +146,18 @@ class ExactKNN:
             self._dev = default_device(self.device)
             self._base_t = torch.from_numpy(self.centred_).to(self._dev)
             self._base_norm_t = (self._base_t.double() ** 2).sum(1).float()
-        return self
 
-    def _resolve_backend(self) -> str:
+    def _resolve_backend(self, shape: tuple[int, int]) -> str:
         if self.backend != "auto":
-            if self.backend not in ("faiss", "torch"):
-                raise ValueError(f"unknown search backend '{self.backend}' (auto, faiss, torch)")
+            if self.backend not in ("faiss", "torch", "pruned"):
+                raise ValueError(f"unknown search backend '{self.backend}' (auto, faiss, torch, pruned)")
             return self.backend
         import torch
 
-        return "torch" if (torch.cuda.is_available() and self.device != "cpu") else "faiss"
+        if torch.cuda.is_available() and self.device != "cpu":
+            return "torch"
+        n, dim = shape
+        return "pruned" if dim >= PRUNED_MIN_DIM and n >= PRUNED_MIN_BASE else "faiss"
 
     # -- float32 engines --------------------------------------------------------------
     def _approx_topk(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +209,28 @@ class ExactKNN:
         kc = min(max(self.candidates, 2 * k), n_base)
         out_d = np.empty((len(queries), k), np.float64)
         out_i = np.empty((len(queries), k), np.int64)
-        for lo in range(0, len(queries), self.query_chunk):
+        start = 0
+        while self.backend_ == "pruned" and start < len(queries):
+            # auto: a small first chunk shows cheaply whether pruning pays on this data
+            step = 64 if self.backend == "auto" and self.stats.queries == 0 else self.query_chunk
+            x = queries[start:start + step]
+            before = self.sketch_.stats.refined_pairs
+            te = time.perf_counter()
+            try:
+                out_d[start:start + len(x)], out_i[start:start + len(x)] = self.sketch_.search(
+                    x, k, lambda xq, qi, idx: self._pair_sqdist(xq, qi, idx),
+                    budget=PRUNED_MAX_FRACTION if self.backend == "auto" else None)
+            except PruningDoesNotPay:
+                self.backend_ = "faiss"  # brute force from here on (this chunk included)
+                self.stats.fallbacks += 1
+                self._fit_float32(self.base_)
+                break
+            finally:
+                self.stats.engine_s += time.perf_counter() - te
+                self.stats.refined_pairs += self.sketch_.stats.refined_pairs - before
+            self.stats.queries += len(x)
+            start += len(x)
+        for lo in range(start, len(queries), self.query_chunk):
             x = queries[lo:lo + self.query_chunk]
             xc = x - self.mean_
             xn = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
