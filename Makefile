@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean bench data-deps
+.PHONY: install test lint demo clean bench data-deps photo-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,12 +32,20 @@ data-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get install -y -q $(DEB_DATA) || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(DEB_DATA); }; }
 
+# The photographs of the photo-crop sets and benchmarks (besides those scikit-image and scikit-learn ship).
+PHOTO_DATA := opencv-doc mate-backgrounds
+photo-deps:
+	@dpkg -s $(PHOTO_DATA) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get install -y -q $(PHOTO_DATA) || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(PHOTO_DATA); }; }
+
 demo: $(STAMP) data-deps
 	$(VENV)/bin/manifpt demo --out runs/demo --data runs/data
 
-bench: $(STAMP) data-deps
+bench: $(STAMP) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
+	$(PY) benchmarks/scale.py --out runs/bench/scale.json
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

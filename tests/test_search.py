@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manifpt import get_space
-from manifpt.search import PRUNED_MAX_FRACTION, ExactKNN, error_bound_coeff
+from manifpt.search import ExactKNN, error_bound_coeff, pruned_budget
 
 
 def brute_force(q: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +152,14 @@ def brute_force_all(q: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.stack([((b64 - x) ** 2).sum(1) for x in q.astype(np.float64)])
 
 
-def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay(tmp_path) -> None:
+def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay(tmp_path, monkeypatch) -> None:
     """Uniform noise: no direction dominates, the bound prunes nothing, auto switches to FAISS."""
+    import manifpt.search as search
+
+    assert ExactKNN("auto", device="cpu").fit(np.zeros((5000, 600), np.float32)).backend_ == "faiss"
+    monkeypatch.setattr(search, "PRUNED_MIN_DIM", 512)  # sized down: the suite's data is small
+    monkeypatch.setattr(search, "PRUNED_MIN_BASE", 4096)
+    monkeypatch.setattr(search, "PRUNED_MAX_DIM", 4096)
     rng = np.random.default_rng(5)
     base = rng.random((5000, 600), dtype=np.float32)
     mm = np.memmap(tmp_path / "b.f32", np.float32, "w+", shape=base.shape)
@@ -163,4 +169,5 @@ def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay(tmp_path) -> No
     assert knn.backend_ == "pruned"
     np.testing.assert_array_equal(knn.search(q, 1)[1], brute_force(q, base, 1)[1])
     assert knn.backend_ == "faiss" and knn.stats.fallbacks >= 1
-    assert knn.sketch_.stats.refined_pairs <= PRUNED_MAX_FRACTION * len(base) * 64  # the probe stopped early
+    budget = pruned_budget(len(base), 600, knn.sketch_.m_)
+    assert knn.sketch_.stats.refined_pairs <= budget * 64  # the probe stopped early

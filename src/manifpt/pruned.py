@@ -12,6 +12,12 @@ computes L to every base point (one nq×m by m×N float64 GEMM: m/D of brute for
 exact float64 distances in increasing order of L, until every remaining L exceeds the k-th best exact
 distance. What is never computed cannot be in the top k, so the answer is exact by construction.
 
+A cascade makes the bound tighter where it matters: the principal directions are nested, so one
+sketch of m columns holds every shorter one. L over the first ``m1`` columns is computed for every
+base point (the GEMM); a point that it cannot prune gets L over all m columns (m multiply-adds, not
+D) and only a point that this cannot prune gets its exact distance. On 64×64 photo crops, L with 512
+columns leaves ~20 points per query that need their exact distance, with 64 columns ~170.
+
 Rounding. "Exact" means equal to float64 brute force (``search.exact_sqdist``), ties by index. The
 computed P is not exactly orthonormal (δ = ‖PᵀP − I‖_F is measured, ~1e-15) and every float64 sum
 rounds, so L is used only through a certified lower value: the sketch term is divided by 1 + δ, the
@@ -54,9 +60,9 @@ def _sqnorms(a: np.ndarray) -> np.ndarray:
 class SketchIndex:
     """The PCA-sketch lower bound over a fixed float32 base (in memory or a memmap)."""
 
-    def __init__(self, m: int = 128, sample: int = 2048, seed: int = 0, chunk: int = 8192,
-                 first: int = 16, lb_budget: int = 2**24):
-        self.m, self.sample, self.seed, self.chunk = m, sample, seed, chunk
+    def __init__(self, m: int = 512, m1: int = 64, sample: int = 2048, seed: int = 0, chunk: int = 4096,
+                 first: int = 4, lb_budget: int = 2**24):
+        self.m, self.m1, self.sample, self.seed, self.chunk = m, m1, sample, seed, chunk
         self.first, self.lb_budget = first, lb_budget
         self.stats = PrunedStats()
 
@@ -89,10 +95,21 @@ class SketchIndex:
             xc = np.asarray(base[lo:lo + self.chunk], np.float64) - self.mean_
             self.sk_[lo:lo + len(xc)] = xc @ self.p_
             self.norm2_[lo:lo + len(xc)] = _sqnorms(xc)
-        self.sk2_ = _sqnorms(self.sk_)
-        self.r_lo_, self.r_hi_ = self._residual_interval(self.norm2_, self.sk2_)
+        self.m1_ = min(self.m1, self.m_)
+        self.r_lo_, self.r_hi_ = self._residual_interval(self.norm2_, _sqnorms(self.sk_))
         self.norm_ = np.sqrt(self.norm2_)
+        # Level 1 as one GEMM: L₁ = ‖u_x − u_y‖² − K(‖x_c‖² + ‖y_c‖²) with u = (s₁/√(1+δ), r̂₁), r̂₁ the
+        # midpoint of the residual interval. Every slack is made separable with (a + b)² ≤ 2(a² + b²):
+        # the interval half-widths (≤ ε‖·‖, ε = √(2δ + 2c)) and the expanded form's rounding.
+        self.eps_ = math.sqrt(2 * self.delta_ + 2 * self.slack_)
+        self.k1_ = 2 * self.slack_ + 4 * self.eps_
+        self.u_ = self._augment(self.sk_[:, :self.m1_], self.norm2_)
+        self.b1_ = _sqnorms(self.u_) - self.k1_ * self.norm2_
         return self
+
+    def _augment(self, s1: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+        lo, hi = self._residual_interval(norm2, _sqnorms(s1))
+        return np.hstack([s1 / math.sqrt(1 + self.delta_), ((lo + hi) / 2)[:, None]])
 
     def _residual_interval(self, norm2: np.ndarray, sk2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi] containing r = ‖(I − Q) x_c‖, Q the exact projector on span(P)."""
@@ -103,23 +120,39 @@ class SketchIndex:
 
     @property
     def nbytes(self) -> int:
-        return self.sk_.nbytes + 4 * self.norm2_.nbytes + self.p_.nbytes
+        return self.sk_.nbytes + self.u_.nbytes + 5 * self.norm2_.nbytes + self.p_.nbytes
 
     # -- search ------------------------------------------------------------------------
-    def lower_bounds(self, x: np.ndarray) -> np.ndarray:
-        """Certified lower bounds of ‖x − y‖² (float64 nq×N) for float32 queries ``x``."""
+    def _query(self, x: np.ndarray) -> dict[str, np.ndarray]:
         xc = np.asarray(x, np.float64) - self.mean_
         sx = xc @ self.p_
         n2 = _sqnorms(xc)
-        s2 = _sqnorms(sx)
-        rlo, rhi = self._residual_interval(n2, s2)
-        sk = s2[:, None] + self.sk2_[None] - 2.0 * (sx @ self.sk_.T)
-        np.maximum(sk, 0, out=sk)
-        sk /= 1 + self.delta_
-        gap = np.maximum(np.maximum(rlo[:, None] - self.r_hi_[None], self.r_lo_[None] - rhi[:, None]), 0)
-        sk += gap * gap
-        sk -= self.slack_ * (np.sqrt(n2)[:, None] + self.norm_[None]) ** 2
-        return sk
+        u = self._augment(sx[:, :self.m1_], n2)
+        q = {"s": sx, "u": u, "a1": _sqnorms(u) - self.k1_ * n2, "norm": np.sqrt(n2)}
+        q["rlo"], q["rhi"] = self._residual_interval(n2, _sqnorms(sx))
+        return q
+
+    def lower_bounds(self, x: np.ndarray) -> np.ndarray:
+        """Certified lower bounds of ‖x − y‖² (float64 nq×N) over the first ``m1`` directions."""
+        return self._bounds1(self._query(x))
+
+    def _bounds1(self, q: dict[str, np.ndarray]) -> np.ndarray:
+        lb = q["u"] @ (-2.0 * self.u_.T)
+        lb += q["a1"][:, None]
+        lb += self.b1_[None]
+        return lb
+
+    def _bounds_at(self, q: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        """L₁ of query row i to base points ``idx[i]`` (nq×c), as ``_bounds1`` computes it."""
+        u = self.u_[idx]
+        return q["a1"][:, None] + self.b1_[idx] - 2.0 * np.einsum("ij,icj->ic", q["u"], u)
+
+    def pair_bounds(self, q: dict[str, np.ndarray], qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The tighter bound over all m directions, for (query, base point) pairs only."""
+        diff = q["s"][qi] - self.sk_[idx]
+        sk = np.einsum("ij,ij->i", diff, diff) / (1 + self.delta_)
+        gap = np.maximum(np.maximum(q["rlo"][qi] - self.r_hi_[idx], self.r_lo_[idx] - q["rhi"][qi]), 0)
+        return sk + gap * gap - self.slack_ * (q["norm"][qi] + self.norm_[idx]) ** 2
 
     def search(self, queries: np.ndarray, k: int, pair_sqdist,
                budget: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +160,7 @@ class SketchIndex:
 
         ``pair_sqdist(x, qi, idx)`` computes exact distances of (query row, base row) pairs; it is the
         same function float64 brute force uses, so equal inputs give equal distances. ``budget``: the
-        most exact distances per query (fraction of the base) before ``PruningDoesNotPay`` is raised.
+        most exact distances per query before ``PruningDoesNotPay`` is raised.
         """
         n = len(self.sk_)
         k = min(k, n)
@@ -142,44 +175,62 @@ class SketchIndex:
 
     def _search_chunk(self, x: np.ndarray, k: int, pair_sqdist,
                       budget: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Two phases. Seed: the ``4·first`` best points by L₁, of which the ``first`` best by L₂ get exact
+        distances, give each query a k-th distance d̂_k. Sweep: every point with L₁ ≤ d̂_k(1 + 2γ) gets
+        L₂, and every point with L₂ below the same threshold its exact distance. Points the seed
+        already refined are not refined again; everything else was pruned by a certified bound."""
         nq, n = len(x), len(self.sk_)
-        limit = np.inf if budget is None else budget * n * nq
-        refined = 0
-        lb = self.lower_bounds(x)
-        done_d: list[np.ndarray] = []
-        done_q: list[np.ndarray] = []
-        done_i: list[np.ndarray] = []
-        thresh = np.full(nq, np.inf)
-        size = max(self.first, 2 * k)
-        while True:
-            # the next ``size`` unvisited points of each query in order of L, among those L cannot prune
-            live = lb <= thresh[:, None]
-            counts = live.sum(1)
-            if not counts.any():
-                break
-            take = min(size, n)
-            masked = np.where(live, lb, np.inf)
-            part = np.argpartition(masked, take - 1, axis=1)[:, :take] if take < n else \
-                np.broadcast_to(np.arange(n), (nq, n))
-            sel = np.take_along_axis(masked, part, 1) < np.inf
-            qi, ci = np.nonzero(sel)
-            refined += len(qi)
+        limit = np.inf if budget is None else budget * nq
+        q = self._query(x)
+        lb = self._bounds1(q)
+        seed_n = min(n, k if self.m1_ == self.m_ else max(self.first, k))
+        take = min(n, seed_n if self.m1_ == self.m_ else 4 * seed_n)
+        if take <= 8:  # a few passes of argmin cost less than one argpartition of the whole row
+            part = np.empty((nq, take), np.int64)
+            for j in range(take):
+                part[:, j] = lb.argmin(1)
+                lb[np.arange(nq), part[:, j]] = np.inf
+            lb[np.arange(nq)[:, None], part] = self._bounds_at(q, part)
+        else:
+            part = np.argpartition(lb, take - 1, axis=1)[:, :take]
+        qi = np.repeat(np.arange(nq), take)
+        idx = part.ravel()
+        if take > seed_n:  # rank the seed's candidates by the tighter L₂
+            lb2 = self.pair_bounds(q, qi, idx).reshape(nq, take)
+            part = np.take_along_axis(part, np.argsort(lb2, axis=1, kind="stable")[:, :seed_n], 1)
+        qi0, idx0 = np.repeat(np.arange(nq), seed_n), part.ravel()
+        d0 = pair_sqdist(x, qi0, idx0)
+        kth = _kth_per_row(d0, qi0, nq, k)
+        thresh = kth * (1 + 2 * self.gamma_)
+        lb[qi0, idx0] = np.inf  # refined already
+        qi, idx = np.nonzero(lb <= thresh[:, None])
+        # L₂ over all m directions where it is tighter than the GEMM's L₁ (m₁ < m), else L₁ itself
+        lb2 = self.pair_bounds(q, qi, idx) if len(qi) and self.m1_ < self.m_ else lb[qi, idx]
+        keep = lb2 <= thresh[qi]
+        qi, idx, lb2 = qi[keep], idx[keep], lb2[keep]
+        # visit the survivors in order of L₂, in geometrically growing windows; each window's exact
+        # distances lower d̂_k, which prunes more of the rest
+        order = np.lexsort((lb2, qi))
+        qi, idx, lb2 = qi[order], idx[order], lb2[order]
+        rank = np.arange(len(qi)) - np.searchsorted(qi, np.arange(nq))[qi]
+        got_d, got_q, got_i = [d0], [qi0], [idx0]
+        refined, lo, hi = len(qi0), 0, 2
+        while len(qi):
+            win = (rank >= lo) & (rank < hi)
+            refined += int(win.sum())
             if refined > limit:
                 raise PruningDoesNotPay(f"{refined} exact distances for {nq} queries over {n} points")
-            idx = part[qi, ci]
-            d = pair_sqdist(x, qi, idx)
-            self.stats.refined_pairs += len(qi)
+            got_d.append(pair_sqdist(x, qi[win], idx[win]))
+            got_q.append(qi[win])
+            got_i.append(idx[win])
+            kth = _kth_per_row(np.concatenate(got_d), np.concatenate(got_q), nq, k)
+            thresh = kth * (1 + 2 * self.gamma_)
+            rest = (rank >= hi) & (lb2 <= thresh[qi])
+            qi, idx, lb2, rank = qi[rest], idx[rest], lb2[rest], rank[rest]
+            lo, hi = hi, hi * 2
             self.stats.rounds += 1
-            lb[qi, idx] = np.inf  # visited
-            done_d.append(d)
-            done_q.append(qi)
-            done_i.append(idx)
-            dq, qq, iq = (np.concatenate(a) for a in (done_d, done_q, done_i))
-            kth = _kth_per_row(dq, qq, nq, k)
-            thresh = np.where(np.isfinite(kth), kth * (1 + 2 * self.gamma_), np.inf)
-            size *= 4
-        dq, qq, iq = (np.concatenate(a) for a in (done_d, done_q, done_i))
-        return _best_k(dq, qq, iq, nq, k)
+        self.stats.refined_pairs += refined
+        return _best_k(np.concatenate(got_d), np.concatenate(got_q), np.concatenate(got_i), nq, k)
 
 
 def _kth_per_row(d: np.ndarray, q: np.ndarray, nq: int, k: int) -> np.ndarray:

@@ -25,10 +25,10 @@ three steps:
 A second engine, ``pruned`` (``manifpt.pruned``), does less arithmetic than brute force instead of
 certifying a fast one: a PCA sketch bounds every distance from below and exact float64 distances are
 computed only where the bound cannot exclude a point. ``auto`` picks it on CPU when the vectors are
-long and the base is large (``D ≥ PRUNED_MIN_DIM``, ``N ≥ PRUNED_MIN_BASE``), and falls back to
-FAISS for the rest of a search once a query chunk shows that pruning does not pay (it refined more
-than ``PRUNED_MAX_FRACTION`` of the base per query, e.g. on uniform noise, where no direction
-dominates).
+long and the base is large (``PRUNED_MIN_DIM ≤ D ≤ PRUNED_MAX_DIM``, ``N ≥ PRUNED_MIN_BASE``: where
+``benchmarks/scale.py`` measured it faster), and falls back to FAISS for the rest of a search once a
+probe chunk of 64 queries shows that pruning does not pay (``pruned_budget``: on uniform noise no
+direction dominates and nothing is pruned).
 """
 
 from __future__ import annotations
@@ -42,10 +42,17 @@ import numpy as np
 from .pruned import PruningDoesNotPay
 
 U32 = 2.0**-24
-#: ``auto`` uses the pruned engine on CPU from these sizes on (below, brute force is cheap anyway)
-PRUNED_MIN_DIM, PRUNED_MIN_BASE = 512, 4096
-#: refining more than this fraction of the base per query costs more than brute force saves
-PRUNED_MAX_FRACTION = 0.2
+#: ``auto`` uses the pruned engine on CPU within these sizes (measured faster than FAISS there)
+PRUNED_MIN_DIM, PRUNED_MAX_DIM, PRUNED_MIN_BASE = 3072, 16384, 20000
+#: one exact float64 refinement element costs about this many float32 GEMM multiply-adds (fitted on
+#: benchmarks/scale.py: 130-210 on the 2-core VM)
+REFINE_COST = 200.0
+
+
+def pruned_budget(n: int, dim: int, m: int) -> float:
+    """Exact distances per query below which the pruned search costs < 0.9 of brute force: its GEMM
+    costs ~2·N·m (float64), each refinement ~REFINE_COST·D, brute force N·D."""
+    return max(0.0, (0.9 - 2.0 * m / dim) * n / REFINE_COST)
 
 
 #: λ of the probabilistic bound: it fails with probability ≤ 2n·exp(−λ²/2) ≈ 1e-33 per pair for n = 3072.
@@ -68,6 +75,12 @@ def error_bound_coeff(dim: int, bound: str = "rigorous") -> float:
     else:
         raise ValueError(f"unknown error bound '{bound}' (rigorous, probabilistic)")
     return 1.01 * (gamma + 4 * U32)
+
+
+def sketch_dim_for(dim: int) -> int:
+    """The pruned engine's sketch size: D/24 within [64, 512] (its GEMM then costs ~1/12 of brute
+    force in float64; measured on photo crops, a larger sketch prunes more but costs more)."""
+    return int(min(512, max(64, dim // 24)))
 
 
 def exact_sqdist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -98,7 +111,7 @@ class ExactKNN:
 
     def __init__(self, backend: str = "auto", candidates: int = 128, bound: str = "rigorous",
                  device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536,
-                 sketch_dim: int = 128):
+                 sketch_dim: int | None = None):
         self.backend, self.candidates, self.bound, self.device = backend, candidates, bound, device
         self.query_chunk, self.base_chunk, self.sketch_dim = query_chunk, base_chunk, sketch_dim
         self.stats = SearchStats()
@@ -114,7 +127,8 @@ class ExactKNN:
         if self.backend_ == "pruned":
             from .pruned import SketchIndex
 
-            self.sketch_ = SketchIndex(m=self.sketch_dim).fit(base)
+            m = self.sketch_dim or sketch_dim_for(base.shape[1])
+            self.sketch_ = SketchIndex(m=m, m1=m).fit(base)
             return self
         self._fit_float32(base)
         return self
@@ -157,7 +171,7 @@ class ExactKNN:
         if torch.cuda.is_available() and self.device != "cpu":
             return "torch"
         n, dim = shape
-        return "pruned" if dim >= PRUNED_MIN_DIM and n >= PRUNED_MIN_BASE else "faiss"
+        return "pruned" if PRUNED_MIN_DIM <= dim <= PRUNED_MAX_DIM and n >= PRUNED_MIN_BASE else "faiss"
 
     # -- float32 engines --------------------------------------------------------------
     def _approx_topk(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +233,8 @@ class ExactKNN:
             try:
                 out_d[start:start + len(x)], out_i[start:start + len(x)] = self.sketch_.search(
                     x, k, lambda xq, qi, idx: self._pair_sqdist(xq, qi, idx),
-                    budget=PRUNED_MAX_FRACTION if self.backend == "auto" else None)
+                    budget=pruned_budget(n_base, self.base_.shape[1], self.sketch_.m_)
+                    if self.backend == "auto" else None)
             except PruningDoesNotPay:
                 self.backend_ = "faiss"  # brute force from here on (this chunk included)
                 self.stats.fallbacks += 1

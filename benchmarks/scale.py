@@ -1,0 +1,152 @@
+"""Exact search at real resolutions: the pruned engine vs FAISS ``IndexFlatL2`` in the same process.
+
+For each (crop size, N_real): real = N RGB crops of photographs of group a (``load_photos``), queries =
+crops of the other photographs (group b, "natural") and the same crops with a planted generator trace
+("generated": nearest re-upsampling + checkerboard, as ``manifpt.demo``). Engines: plain FAISS
+``IndexFlatL2`` k=1 (float32, the reference timer), manifpt's certified FAISS search and the pruned
+search. Times are medians of A-B-A interleaved repeats; wrong-NN counts are against float64 brute force
+(a float64 GEMM, then exact re-computation of each query's 32 best with a certificate that the 33rd is
+farther by more than the GEMM's rounding; uncertified queries get a full exact row). Each config runs
+in its own subprocess so that its peak RSS (VmHWM, all engines together) is its own.
+
+    python benchmarks/scale.py --out runs/bench/scale.json            # the README table
+    python benchmarks/scale.py --sizes 32 --n 10000 --repeats 3       # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HEAVY = 2.2  # base + FAISS copy + slack, in units of the base's bytes
+
+
+def vm_hwm_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM")) / 1024
+
+
+def reference_nn(q: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Float64 brute force nearest neighbour (ties → lowest index)."""
+    from manifpt.search import exact_sqdist
+
+    b64n = np.einsum("ij,ij->i", base, base, dtype=np.float64)
+    out = np.empty(len(q), np.int64)
+    for lo in range(0, len(q), 50):
+        x = q[lo:lo + 50].astype(np.float64)
+        d = np.einsum("ij,ij->i", x, x)[:, None] + b64n[None]
+        for blo in range(0, len(base), 8192):
+            d[:, blo:blo + 8192] -= 2.0 * (x @ base[blo:blo + 8192].astype(np.float64).T)
+        err = 4 * (base.shape[1] + 3) * 2.0**-53 * (np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+                                                     + np.sqrt(b64n.max())) ** 2
+        top = np.argpartition(d, 32, axis=1)[:, :33]
+        for j in range(len(x)):
+            cand = top[j][np.argsort(d[j, top[j]])]
+            if d[j, cand[-1]] - d[j, cand[0]] > 2 * err[j, 0]:
+                ex = exact_sqdist(x[j], base[cand[:-1]])
+                best = cand[:-1][ex == ex.min()].min()
+            else:  # uncertified: the whole exact row
+                ex = exact_sqdist(x[j], base)
+                best = int(np.flatnonzero(ex == ex.min())[0])
+            out[lo + j] = best
+    return out
+
+
+def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
+    import faiss
+
+    from manifpt.datasets import load_photos
+    from manifpt.demo import planted_model
+    from manifpt.search import ExactKNN
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a.reshape(len(a), -1).astype(np.float32) / np.float32(255)
+
+    base = flat(load_photos(n, "a", size, seed=0))
+    queries = {"natural": flat(load_photos(nq, "b", size, seed=1)),
+               "generated": flat(planted_model(load_photos(nq, "b", size, seed=2), "nearest+checker"))}
+    rss_data = vm_hwm_mb()
+    dim = base.shape[1]
+    t = time.perf_counter()
+    plain = faiss.IndexFlatL2(dim)
+    plain.add(base)
+    build = {"faiss_plain": time.perf_counter() - t}
+    engines = {}
+    for name in ("faiss", "pruned"):
+        t = time.perf_counter()
+        engines[name] = ExactKNN(name).fit(base)
+        build[name] = time.perf_counter() - t
+    out = {"size": size, "dim": dim, "n_real": n, "n_queries": nq, "build_s": build,
+           "sketch_dim": engines["pruned"].sketch_.m_, "sketch_mb": engines["pruned"].sketch_.nbytes / 2**20,
+           "faiss_index_mb": base.nbytes / 2**20, "rss_after_data_mb": rss_data, "queries": {}}
+    for qname, q in queries.items():
+        ref = reference_nn(q, base)
+        times: dict[str, list[float]] = {"faiss_plain": [], "faiss": [], "pruned": []}
+        answers = {}
+        for _ in range(repeats):  # A-B-A: plain, certified, pruned, plain, ...
+            for name in ("faiss_plain", "pruned", "faiss"):
+                t = time.perf_counter()
+                if name == "faiss_plain":
+                    answers[name] = plain.search(q, 1)[1][:, 0]
+                else:
+                    answers[name] = engines[name].search(q, 1)[1][:, 0]
+                times[name].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        st = engines["pruned"].sketch_.stats
+        out["queries"][qname] = {
+            "seconds": med, "ratio_to_faiss_plain": {k: med["faiss_plain"] / v for k, v in med.items()},
+            "wrong_nn": {k: int((a != ref).sum()) for k, a in answers.items()},
+            "pruned_refined_per_query": st.refined_pairs / max(st.queries, 1),
+            "pruned_backend_after": engines["pruned"].backend_}
+        st.refined_pairs = st.queries = 0
+    out["peak_rss_mb"] = vm_hwm_mb()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="32,64,128")
+    ap.add_argument("--n", default="10000,50000")
+    ap.add_argument("--queries", type=int, default=200, help="per query kind")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-gb", type=float, default=16.0, help="skip configs whose base would exceed this")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench/scale.json"))
+    ap.add_argument("--one", nargs=2, type=int, metavar=("SIZE", "N"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        print(json.dumps(run_one(a.one[0], a.one[1], a.queries, a.repeats)))
+        return
+    rows, skipped = [], []
+    for size in map(int, a.sizes.split(",")):
+        for n in map(int, a.n.split(",")):
+            gb = n * size * size * 3 * 4 * HEAVY / 2**30
+            if gb > a.max_gb:
+                skipped.append({"size": size, "n_real": n, "why": f"needs ~{gb:.0f} GB > --max-gb {a.max_gb}"})
+                continue
+            cmd = [sys.executable, __file__, "--one", str(size), str(n), "--queries", str(a.queries),
+                   "--repeats", str(a.repeats)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            for qn, qr in r["queries"].items():
+                ratio = qr["ratio_to_faiss_plain"]
+                print(f"{size:>4} px d={r['dim']:>6} N={n:>6} {qn:>9}: pruned {ratio['pruned']:5.2f}x FAISS, "
+                      f"certified FAISS {ratio['faiss']:4.2f}x, wrong NN pruned/certified/plain "
+                      f"{qr['wrong_nn']['pruned']}/{qr['wrong_nn']['faiss']}/{qr['wrong_nn']['faiss_plain']}, "
+                      f"{qr['pruned_refined_per_query']:.0f} exact distances/query; build pruned "
+                      f"{r['build_s']['pruned']:.1f} s vs FAISS {r['build_s']['faiss_plain']:.1f} s; "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
