@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pruned import PruningDoesNotPay
+from .pruned import PruningDoesNotPay, best_k
 
 U32 = 2.0**-24
 #: ``auto`` uses the pruned engine on CPU within these sizes (measured faster than FAISS there)
@@ -306,17 +306,7 @@ class ExactKNN:
         """
         exact = self._pair_sqdist(x, qi, idx)
         self.stats.refined_pairs += len(qi)
-        order = np.lexsort((idx, exact, qi))
-        qi, exact, idx = qi[order], exact[order], idx[order]
-        best_d = np.full((nq, k), np.inf)
-        best_i = np.full((nq, k), -1, np.int64)
-        start = np.searchsorted(qi, np.arange(nq))
-        count = np.diff(np.append(start, len(qi)))
-        for j in range(k):
-            has = count > j
-            best_d[has, j] = exact[start[has] + j]
-            best_i[has, j] = idx[start[has] + j]
-        return best_d, best_i
+        return best_k(exact, qi, idx, nq, k)
 
 
 def gather_rows(base: np.ndarray, idx: np.ndarray) -> np.ndarray:
