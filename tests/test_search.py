@@ -171,3 +171,19 @@ def test_auto_falls_back_to_brute_force_where_pruning_cannot_pay(tmp_path, monke
     assert knn.backend_ == "faiss" and knn.stats.fallbacks >= 1
     budget = pruned_budget(len(base), 600, knn.sketch_.m_)
     assert knn.sketch_.stats.refined_pairs <= budget * 64  # the probe stopped early
+
+
+def test_two_level_cascade_is_exact(patches: np.ndarray) -> None:
+    """SketchIndex with m₁ < m: the GEMM bound over 16 directions, the pair bound over 64."""
+    from manifpt.pruned import SketchIndex
+    from manifpt.search import exact_sqdist
+
+    base = (patches[:900].reshape(900, -1) / 255).astype(np.float32)
+    q = (patches[900:1000].reshape(100, -1) / 255).astype(np.float32)
+    idx = SketchIndex(m=64, m1=16).fit(base)
+    for k in (1, 4):
+        d, i = idx.search(q, k, lambda x, qi, bi: exact_sqdist(x[qi], base[bi]))
+        ref_d, ref_i = brute_force(q, base, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_allclose(d, ref_d, rtol=1e-12)
+    assert idx.stats.refined_pairs < 0.2 * len(base) * len(q) * 2

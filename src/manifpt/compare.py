@@ -21,7 +21,7 @@ from .cache import write_json
 from .data import GeneratedSet, ImageSet
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
-from .pipeline import check_labels, check_names, check_paths, check_target, open_sets
+from .pipeline import check_labels, check_names, check_paths, check_seeds, check_target, open_sets
 from .store import write_bad_files
 
 ALL_SPACES = ("rgb", "freq", "sl", "ssl")
@@ -96,13 +96,14 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     check_names(cfg.spaces, cfg.projections, cfg.methods)
     check_paths(cfg.real, cfg.generated, out)
     check_target(cfg.generated, cfg.target)
+    check_seeds(cfg.seeds)
     real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     if cfg.models is not None:
         gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))
     keep = subsample(labels_all, cfg.max_per_class)
     labels = labels_all[keep]
-    check_labels(labels, cfg.target, cfg.seeds)
+    check_labels(labels, cfg.target)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         write_bad_files(Path(out) / "bad_files.csv", real_set.bad + gen.images.bad)

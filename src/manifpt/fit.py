@@ -30,10 +30,10 @@ from .data import (
     not_regular,
     resize_uint8,
 )
-from .errors import DataError, UsageError
+from .errors import DataError
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
-from .pipeline import check_labels, check_names, check_paths, check_target, open_sets
+from .pipeline import check_labels, check_names, check_paths, check_seeds, check_target, open_sets
 from .progress import notice
 from .spaces import get_space
 from .store import FORMAT as STORE_FORMAT
@@ -108,8 +108,7 @@ def check_fit_config(cfg: FitConfig, out: str | Path | None) -> FitConfig:
     check_names([cfg.space], [cfg.projection])
     check_paths(cfg.real, cfg.generated, out)
     check_target(cfg.generated, cfg.target)
-    if not cfg.seeds:
-        raise UsageError("no seeds: --seeds must be at least 1")
+    check_seeds(cfg.seeds)
     return cfg.model_copy(update={"real": str(Path(cfg.real).resolve()),
                                   "generated": str(Path(cfg.generated).resolve())})
 
@@ -154,7 +153,7 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     sets = open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     labels_all = np.asarray(sets[1].labels(cfg.target))
     keep = subsample(labels_all, cfg.max_per_class)
-    check_labels(labels_all[keep], cfg.target, cfg.seeds)
+    check_labels(labels_all[keep], cfg.target)
     out.mkdir(parents=True, exist_ok=True)
     bad = sets[0].bad + sets[1].images.bad
     write_bad_files(out / "bad_files.csv", bad)

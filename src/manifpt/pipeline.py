@@ -81,10 +81,13 @@ def check_names(spaces: Iterable[str] = (), projections: Iterable[str] = (), met
             check_name(kind, n, known)
 
 
-def check_labels(labels: Sequence[str] | np.ndarray, target: str, seeds: Sequence[int]) -> None:
-    """At least two classes and at least 3 images in each (one for each of train / validation / test)."""
+def check_seeds(seeds: Sequence[int]) -> None:
     if not len(seeds):
         raise UsageError("no seeds: --seeds must be at least 1")
+
+
+def check_labels(labels: Sequence[str] | np.ndarray, target: str) -> None:
+    """At least two classes and at least 3 images in each (one for each of train / validation / test)."""
     counts = Counter(np.asarray(labels).astype(str).tolist())
     if len(counts) < 2:
         only = next(iter(counts), "none")
