@@ -119,10 +119,9 @@ def artifacts(
         return
     if real is None or generated is None or out is None:
         raise typer.BadParameter("--real, --generated and --out are required")
-    from .pipeline import artifacts_for_folders, check_paths
-    from .spaces import check_space
+    from .pipeline import artifacts_for_folders, check_names, check_paths
 
-    check_space(space)
+    check_names([space])
     check_paths(real, generated, out)
 
     store = artifacts_for_folders(real, generated, space, out, space_options=parse_options(space_opt),

@@ -14,6 +14,7 @@ Two sources share one small protocol (``ImageSource``): ``ImageSet`` (a folder o
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -379,7 +380,7 @@ def find_images(root: str | Path, ignore: Callable[[str, bool], bool] | None = N
                 bad.append(BadFile(str(path), f"dangling link (to {os.readlink(path)}, which does not exist)"))
                 continue
             except OSError as err:
-                what = "link loop" if err.errno == 40 else f"cannot stat ({err.strerror or err})"
+                what = "link loop" if err.errno == errno.ELOOP else f"cannot stat ({err.strerror or err})"
                 bad.append(BadFile(str(path), what))
                 continue
             if folder == root and ignore is not None and ignore(e.name, False):
@@ -591,9 +592,10 @@ class GeneratedSet:
         images = ImageSet.from_folder(root, files=inside, **kwargs)
         models = [r.split("/", 1)[0] for r in images.rel_paths]
         found = set(models)
+        per_folder = Counter(p.relative_to(root).parts[0] for p in inside)
         for m in folders:
             if m not in found:
-                n = sum(1 for p in inside if p.relative_to(root).parts[0] == m)
+                n = per_folder[m]
                 why = (f"model folder with no usable image ({n} file(s), all skipped); model left out" if n
                        else "empty model folder (no image files); model left out")
                 listed.append(BadFile(str(root / m), why))

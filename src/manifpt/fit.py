@@ -87,10 +87,11 @@ def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_opti
                      "format": STORE_FORMAT})
     root = cache_dir() / "artifacts" / key
     if (root / "manifest.json").exists():
-        problems = ArtifactStore(root).problems()
+        cached = ArtifactStore(root)
+        problems = cached.problems()
         if not problems:
-            return ArtifactStore(root), manifold
-        if ArtifactStore(root).complete:
+            return cached, manifold
+        if cached.complete:
             notice(f"{root}: cached artifacts are damaged ({'; '.join(problems[:3])}); rebuilding them")
     return compute_artifacts(manifold, real_set, gen, root, show_progress=show_progress), manifold
 

@@ -95,6 +95,7 @@ class SearchStats:
 
     queries: int = 0
     fallbacks: int = 0  # queries that needed their full approximate row
+    engine_switches: int = 0  # auto: pruned search found not to pay, FAISS took over
     refined_pairs: int = 0  # (query, point) pairs whose distance was computed exactly
     engine_s: float = 0.0  # wall time inside the float32 engine (FAISS / torch top-K)
     total_s: float = 0.0  # wall time of ``search`` in all: total_s / engine_s is the certificate's cost
@@ -237,7 +238,7 @@ class ExactKNN:
                     if self.backend == "auto" else None)
             except PruningDoesNotPay:
                 self.backend_ = "faiss"  # brute force from here on (this chunk included)
-                self.stats.fallbacks += 1
+                self.stats.engine_switches += 1
                 self._fit_float32(self.base_)
                 break
             finally:
