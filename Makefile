@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean bench data-deps photo-deps
+.PHONY: install test test-slow test-all lint demo clean bench data-deps photo-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# `make test` (CI) leaves out the tests marked slow (whole experiment runs, ~4 min); `make test-slow` runs them.
 test: $(STAMP) lint
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -q -m slow
+
+test-all: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
 # The demo's real data: Debian's Fashion-MNIST (offline package registry); needs root or sudo.

@@ -21,6 +21,7 @@ def exp(tmp_path_factory):
     return out / "res"
 
 
+@pytest.mark.slow
 def test_every_study_writes_results_and_reports(exp) -> None:
     keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}
     rows = json.loads((exp / "results.json").read_text())
@@ -36,6 +37,7 @@ def test_every_study_writes_results_and_reports(exp) -> None:
     assert "wall time" in (exp / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_model_type_compares_spaces_and_baselines_on_same_seeds(exp) -> None:
     rows = [r for r in json.loads((exp / "model-type" / "results.json").read_text()) if r["metric"] == "accuracy"]
     methods = {(r["method"], r["space"]) for r in rows}
@@ -43,6 +45,7 @@ def test_model_type_compares_spaces_and_baselines_on_same_seeds(exp) -> None:
     assert all(r["n_seeds"] == 2 for r in rows)
 
 
+@pytest.mark.slow
 def test_layer_type_average_row_is_the_mean_over_spaces(exp) -> None:
     rows = json.loads((exp / "layer-type" / "results.json").read_text())
     md = (exp / "layer-type" / "report.md").read_text()
@@ -57,6 +60,7 @@ def test_layer_type_average_row_is_the_mean_over_spaces(exp) -> None:
             assert cell == "–"
 
 
+@pytest.mark.slow
 def test_projection_study_carries_the_raw_control(exp) -> None:
     rows = json.loads((exp / "projection" / "results.json").read_text())
     acc = {r["method"] for r in rows if r["metric"] == "accuracy"}
@@ -82,6 +86,7 @@ def _shrunk(preset: str):
         "projection_options": {**cfg.projection_options, "autoencoder": {"steps": 5}}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("preset", "studies"), [("quick", ["all"]), ("default", ["model-type", "cross-dataset"])])
 def test_bundled_presets_run_on_tiny_data(preset, studies, exp, tmp_path) -> None:
     from manifpt.baselines import list_baselines
@@ -97,6 +102,7 @@ def test_bundled_presets_run_on_tiny_data(preset, studies, exp, tmp_path) -> Non
     assert set(res["meta"]["seconds"]) == (set(ORDER) if studies == ["all"] else set(studies))
 
 
+@pytest.mark.slow
 def test_rerun_resumes_finished_studies_and_reruns_on_a_new_preset(exp, tmp_path) -> None:
     import shutil
 
