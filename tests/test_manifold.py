@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,54 @@ def test_shape_mismatch_between_sets(patches: np.ndarray) -> None:
     m = Manifold(get_space("rgb"), cache=False).fit(patches[:10])
     with pytest.raises(ValueError, match="real set"):
         m.project(patches[:2, :16, :16])
+
+
+def test_out_of_core_manifold_stays_within_its_memory_budget(tmp_path) -> None:
+    """A real set whose embeddings (192 MiB) are 4× the memory budget (48 MiB): fit and project in a
+    subprocess, exact against float64 brute force, peak RSS within budget + 32 MiB over the baseline
+    taken after the libraries are loaded (interpreter, numpy, torch, FAISS)."""
+    import subprocess
+    import sys
+
+    n, dim, budget = 16384, 32 * 32 * 3, 48 * 2**20
+    child = Path(__file__).with_name("out_of_core_child.py")
+    subprocess.run([sys.executable, str(child), str(tmp_path / "cache"), str(n), str(budget), str(tmp_path)],
+                   check=True, timeout=600)
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["out_of_core"] and res["backend"] == "pruned"
+    emb = np.fromfile(Path(res["emb"]) / "emb.f32", np.float32).reshape(n, dim)
+    assert emb.nbytes >= 4 * budget
+    q = np.load(tmp_path / "queries.npy").astype(np.float64)
+    ref = np.empty(len(q), np.int64)
+    for j, x in enumerate(q):  # float64 brute force, ties → lowest index
+        d = ((emb - x) ** 2).sum(1, dtype=np.float64)
+        ref[j] = int(np.flatnonzero(d == d.min())[0])
+    np.testing.assert_array_equal(res["index"], ref)
+    grew = res["rss_after_mb"] - res["rss_before_mb"]
+    assert grew <= budget / 2**20 + 32, f"peak RSS grew {grew:.0f} MB for a {budget / 2**20:.0f} MB budget"
+
+
+def test_disk_rows_index_like_numpy_and_refuse_a_short_file(tmp_path) -> None:
+    from manifpt.cache import DiskRows
+    from manifpt.errors import UsageError
+    from manifpt.manifold import parse_bytes
+
+    a = np.random.default_rng(0).random((50, 7), dtype=np.float32)
+    rows = DiskRows(tmp_path / "a.f32", a.shape, np.float32, "w+")
+    rows[0:30] = a[:30]
+    rows[30:] = a[30:]
+    rows.flush()
+    r = DiskRows(tmp_path / "a.f32", a.shape)
+    for key in (3, -1, slice(5, 9), slice(40, 99), slice(9, 5), np.array([7, 3, 3, 8, 9, 10, 0]),
+                np.array([[1, 2], [2, 49]]), np.array([], np.int64), [4, -2]):
+        np.testing.assert_array_equal(r[key], a[key], err_msg=str(key))
+    with pytest.raises(IndexError):
+        r[np.array([50])]
+    with open(tmp_path / "a.f32", "r+b") as fh:
+        fh.truncate(50 * 7 * 4 - 4)
+    with pytest.raises(ValueError, match="expected 50×7"):
+        DiskRows(tmp_path / "a.f32", a.shape)
+    assert parse_bytes("1.5 GiB") == 3 * 2**29 and parse_bytes("64MB") == 64 * 2**20 and parse_bytes(4096) == 4096
+    for bad in ("lots", "-1GB", "0", 0):
+        with pytest.raises(UsageError):
+            parse_bytes(bad)

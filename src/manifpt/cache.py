@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def cache_dir() -> Path:
     """``$MANIFPT_CACHE`` or ``~/.cache/manifpt``."""
@@ -125,3 +127,93 @@ def finite(obj: Any) -> Any:
 def write_json(path: str | Path, obj: Any) -> None:
     text = json.dumps(finite(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+class DiskRows:
+    """An N×D array in a raw file, read and written with ``pread``/``pwrite``, never memory-mapped.
+
+    Why not ``np.memmap``: pages a mapping touches count in the process's resident set until the
+    kernel reclaims them, so scanning a mapped file larger than RAM pushes the process to its limit.
+    Reads through the page cache do not: RSS holds only the rows a caller asked for. Indexing takes an
+    int, a slice (step 1) or an integer array (rows read once each, in file order, then reordered);
+    slices can be assigned. Reads and writes are thread-safe (no shared file offset).
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, int], dtype=np.float32, mode: str = "r"):
+        self.path, self.shape, self.dtype = Path(path), (int(shape[0]), int(shape[1])), np.dtype(dtype)
+        if mode == "w+":
+            with open(self.path, "wb") as fh:
+                fh.truncate(self.shape[0] * self.row_bytes)
+        self._fd = os.open(self.path, os.O_RDONLY if mode == "r" else os.O_RDWR)
+        size = os.fstat(self._fd).st_size
+        if size != self.shape[0] * self.row_bytes:
+            os.close(self._fd)
+            raise ValueError(f"{self.path}: {size} bytes, expected {self.shape[0]}×{self.shape[1]} {self.dtype}")
+
+    ndim = 2
+
+    @property
+    def row_bytes(self) -> int:
+        return self.shape[1] * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def close(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    __del__ = close
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((max(0, stop - start), self.shape[1]), self.dtype)
+        view, off = memoryview(out.reshape(-1).view(np.uint8)), start * self.row_bytes
+        while len(view):  # pread may return less than asked
+            got = os.preadv(self._fd, [view], off)
+            if got == 0:
+                raise OSError(f"{self.path}: file ended at byte {off}")
+            view, off = view[got:], off + got
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {key} out of range for {n} rows")
+            return self._read(i, i + 1)[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                raise IndexError("DiskRows slices must have step 1")
+            return self._read(start, max(start, stop))
+        idx = np.asarray(key, np.int64).ravel()
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        uniq, inv = np.unique(np.where(idx < 0, idx + n, idx), return_inverse=True)
+        if not len(uniq):
+            return np.empty((*np.shape(key), self.shape[1]), self.dtype)
+        rows = np.empty((len(uniq), self.shape[1]), self.dtype)
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1  # runs of consecutive rows: one read each
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(uniq)], strict=True):
+            rows[lo:hi] = self._read(int(uniq[lo]), int(uniq[lo]) + int(hi - lo))
+        return rows[inv.reshape(np.shape(key))]
+
+    def __setitem__(self, key: slice, value: np.ndarray) -> None:
+        start, stop, step = key.indices(self.shape[0]) if isinstance(key, slice) else (None, None, None)
+        if step != 1:
+            raise IndexError("DiskRows assignment takes a slice with step 1")
+        data = np.ascontiguousarray(np.broadcast_to(value, (stop - start, self.shape[1])), self.dtype)
+        view, off = memoryview(data.reshape(-1).view(np.uint8)), start * self.row_bytes
+        while len(view):
+            put = os.pwritev(self._fd, [view], off)
+            view, off = view[put:], off + put
+
+    def flush(self) -> None:
+        os.fsync(self._fd)

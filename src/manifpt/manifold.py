@@ -15,20 +15,44 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_dir, file_digest, hash_json, write_json
+from .cache import DiskRows, cache_dir, file_digest, hash_json, write_json
 from .data import ImageSource, as_source
+from .errors import UsageError
 from .progress import notice, progress
 from .projection import Projector, get_projector
 from .search import ExactKNN
 from .spaces.base import Space
 
 EMB_FILE, HASH_FILE, META_FILE, DONE_FILE = "emb.f32", "pixhash.bin", "meta.json", "progress.json"
+#: an in-memory search holds about this many times the embeddings' bytes (memmap pages, FAISS's centred
+#: copy, norms and slack: benchmarks/scale.py peak RSS)
+IN_MEMORY_FACTOR = 2.2
+
+
+def parse_bytes(value: int | str) -> int:
+    """``4096``, ``"512MB"``, ``"8GiB"``, ``"1.5G"`` → bytes (K/M/G/T, powers of 1024)."""
+    if isinstance(value, (int, np.integer)):
+        if value <= 0:
+            raise UsageError(f"memory budget must be positive, got {value}")
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*", str(value), re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"memory budget '{value}' is not a size such as 512MB or 8GB")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def default_memory_budget() -> int:
+    """``$MANIFPT_MEMORY_BUDGET`` (e.g. ``16GB``; every command honours it), else half the machine's memory."""
+    if env := os.environ.get("MANIFPT_MEMORY_BUDGET"):
+        return parse_bytes(env)
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
 def pixel_digests(images: np.ndarray) -> np.ndarray:
@@ -83,7 +107,9 @@ class EmbeddingCache:
     def complete(self) -> bool:
         return (self.final / META_FILE).exists()
 
-    def open(self) -> tuple[np.memmap, np.ndarray]:
+    def open(self, mapped: bool = True) -> tuple[np.memmap | DiskRows, np.ndarray]:
+        """(embeddings, pixel digests); embeddings memory-mapped, or read row by row (``mapped=False``:
+        out-of-core, the resident set holds only the rows asked for)."""
         meta = json.loads((self.final / META_FILE).read_text())
         if meta["n"] != self.n or meta["dim"] != self.dim:
             raise ValueError(f"{self.final}: cache holds {meta['n']}×{meta['dim']}, expected {self.n}×{self.dim}")
@@ -94,7 +120,8 @@ class EmbeddingCache:
                 raise DamagedCacheError(f"{path}: missing or of the wrong size")
             if want is None or file_digest(path) != want:
                 raise DamagedCacheError(f"{path}: content differs from what was written (damaged or edited)")
-        emb = np.memmap(self.final / EMB_FILE, np.float32, "r", shape=(self.n, self.dim))
+        emb = (np.memmap(self.final / EMB_FILE, np.float32, "r", shape=(self.n, self.dim)) if mapped
+               else DiskRows(self.final / EMB_FILE, (self.n, self.dim)))
         hashes = np.fromfile(self.final / HASH_FILE, np.uint8).reshape(self.n, 16)
         return emb, hashes
 
@@ -107,9 +134,9 @@ class EmbeddingCache:
         else:
             for p in (emb_path, hash_path):
                 p.unlink(missing_ok=True)
-        mode = "r+" if done > 0 else "w+"
-        emb = np.memmap(emb_path, np.float32, mode, shape=(self.n, self.dim))
-        hashes = np.memmap(hash_path, np.uint8, mode, shape=(self.n, 16))
+        mode = "r+" if done > 0 else "w+"  # written with pwrite: a mapping would count in the resident set
+        emb = DiskRows(emb_path, (self.n, self.dim), np.float32, mode)
+        hashes = DiskRows(hash_path, (self.n, 16), np.uint8, mode)
         bar = progress(total=self.n, desc=f"embed real set ({space.name})", disable=not show, unit="img")
         bar.update(done)
 
@@ -123,6 +150,8 @@ class EmbeddingCache:
             embed_into(source, space, emb, hashes, done, batch_size, checkpoint)
         emb.flush()
         hashes.flush()
+        emb.close()
+        hashes.close()
         digests = {name: file_digest(self.partial / name) for name in (EMB_FILE, HASH_FILE)}
         write_json(self.partial / META_FILE, {**meta, "n": self.n, "dim": self.dim, "sha256": digests})
         done_path.unlink()
@@ -139,15 +168,22 @@ class Manifold:
     space: the embedding space (``get_space(...)``).
     cache: directory for real-set embeddings; ``None`` uses ``$MANIFPT_CACHE/embeddings``;
         ``False`` keeps them in memory only.
-    backend: nearest-neighbour engine, ``auto`` (torch GEMM on GPU, FAISS on CPU), ``faiss``, ``torch``.
-    projection: estimator of x* (``nn1`` — the paper's —, ``knn-mean``, ``local-affine``,
-        ``autoencoder``, ``raw``; see ``manifpt.projection``) or a ``Projector`` instance.
+    backend: nearest-neighbour engine, ``auto`` (torch GEMM on GPU, FAISS or the pruned search on CPU,
+        see ``search``), ``faiss``, ``torch``, ``pruned``.
+    memory_budget: bytes (or ``"8GB"``, ``"512MiB"``) the real set's search may hold in RAM; ``None`` is
+        ``$MANIFPT_MEMORY_BUDGET`` or half the machine's memory. A cached real set whose embeddings need
+        more than that (× ``IN_MEMORY_FACTOR``: the base, FAISS's copy, slack) is searched out of core:
+        the embeddings stay on disk and are read row by row (``cache.DiskRows``); RAM holds the pruned
+        engine's sketch (≤ ¼ of the budget) and one batch of bounds (≤ ⅒). Cost: every refined pair
+        reads its row from the page cache or the disk, and where pruning does not pay (noise-like
+        embeddings) the search degrades to brute force over rows read from disk.
     """
 
     def __init__(self, space: Space, *, cache: str | Path | bool | None = None, backend: str = "auto",
                  batch_size: int = 512, query_chunk: int = 4096, show_progress: bool = True,
-                 projection: str | Projector = "nn1", projection_options: dict | None = None):
-        self.space, self.cache, self.backend = space, cache, backend
+                 projection: str | Projector = "nn1", projection_options: dict | None = None,
+                 memory_budget: int | str | None = None):
+        self.space, self.cache, self.backend, self.memory_budget = space, cache, backend, memory_budget
         self.projection, self.projection_options = projection, projection_options
         self.batch_size, self.query_chunk, self.show_progress = batch_size, query_chunk, show_progress
 
@@ -166,6 +202,12 @@ class Manifold:
         meta = {"space": self.space.name, "settings": self.space.settings(), "real": src.fingerprint(),
                 "image_shape": list(self.image_shape_)}
         self.key_ = hash_json(meta)
+        self.budget_ = parse_bytes(self.memory_budget) if self.memory_budget is not None else default_memory_budget()
+        self.out_of_core_ = self.cache is not False and IN_MEMORY_FACTOR * len(src) * dim * 4 > self.budget_
+        if self.out_of_core_ and self.backend not in ("auto", "pruned"):
+            raise UsageError(f"the real set's embeddings ({len(src) * dim * 4 / 2**30:.1f} GiB) do not fit the "
+                             f"memory budget ({self.budget_ / 2**30:.1f} GiB) of the '{self.backend}' engine; "
+                             "use --backend auto or a larger memory budget")
         if self.cache is False:
             emb = np.empty((len(src), dim), np.float32)
             hashes = np.empty((len(src), 16), np.uint8)
@@ -175,19 +217,24 @@ class Manifold:
             entry = EmbeddingCache(root, self.key_, len(src), dim)
             if not entry.complete:
                 entry.build(src, self.space, self.batch_size, meta, self.show_progress)
+            mapped = not self.out_of_core_
             try:
-                emb, hashes = entry.open()
+                emb, hashes = entry.open(mapped)
             except DamagedCacheError as e:
                 notice(f"{e}; rebuilding the embedding cache")
                 shutil.rmtree(entry.final)
                 entry.build(src, self.space, self.batch_size, meta, self.show_progress)
-                emb, hashes = entry.open()
+                emb, hashes = entry.open(mapped)
             self.cache_path_ = entry.final
         self.embeddings_ = emb
         self._hash_index = {}
         for i, h in enumerate(hashes):
             self._hash_index.setdefault(h.tobytes(), i)
-        self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
+        if self.out_of_core_:
+            chunk = max(1, min(self.query_chunk, self.budget_ // (40 * dim)))  # query batches ≤ ⅒ of the budget
+            self.index_ = ExactKNN("pruned", query_chunk=chunk, memory_budget=self.budget_).fit(emb)
+        else:
+            self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
         p = self.projection
         self.projector_ = get_projector(p, **(self.projection_options or {})) if isinstance(p, str) else p
         self.projector_.fit(self)

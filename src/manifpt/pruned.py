@@ -37,11 +37,19 @@ an on-disk memmap: RAM holds the sketches (N·m float64), the norms and one batc
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-U64 = 2.0**-53
+U64, U32 = 2.0**-53, 2.0**-24
+
+
+def gamma(n: int, u: float) -> float:
+    """Higham's γ_n = nu / (1 − nu): bounds the relative rounding error of n chained operations."""
+    return n * u / (1 - n * u)
 
 
 class PruningDoesNotPay(RuntimeError):
@@ -51,7 +59,8 @@ class PruningDoesNotPay(RuntimeError):
 @dataclass
 class PrunedStats:
     queries: int = 0
-    refined_pairs: int = 0  # exact distances computed
+    refined_pairs: int = 0  # float32 direct distances computed
+    exact_pairs: int = 0  # of which recomputed in float64 (the finalists)
     rounds: int = 0
 
 
@@ -59,10 +68,36 @@ def _sqnorms(a: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, a)
 
 
-class SketchIndex:
-    """The PCA-sketch lower bound over a fixed float32 base (in memory or a memmap)."""
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the refinement: numpy's gathers and einsum release the GIL, one core each."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))), thread_name_prefix="manifpt-refine")
 
-    def __init__(self, m: int = 512, m1: int = 64, sample: int = 2048, seed: int = 0, chunk: int = 4096,
+
+def direct_sqdist32(base: np.ndarray, x: np.ndarray, qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Σ (x[qi] − base[idx])² per pair in float32, as differences (not the expanded form), so its error
+    is relative to the distance itself: |d̃ − d| ≤ γ_{D+2}·d in any summation order. Rows are read in
+    blocks of ~1 MB on all cores (2× float64's speed, a quarter of its memory traffic)."""
+    out = np.empty(len(qi), np.float32)
+    step = max(1, 2**18 // x.shape[1])
+
+    def job(lo: int) -> None:
+        y = np.asarray(base[idx[lo:lo + step]], np.float32)
+        y -= x[qi[lo:lo + step]]
+        out[lo:lo + len(y)] = np.einsum("ij,ij->i", y, y)
+
+    starts = range(0, len(qi), step)
+    if len(starts) > 1:
+        list(_pool().map(job, starts))
+    elif len(qi):
+        job(0)
+    return out
+
+
+class SketchIndex:
+    """The PCA-sketch lower bound over a fixed float32 base (in memory, a memmap or ``DiskRows``)."""
+
+    def __init__(self, m: int = 512, m1: int = 64, sample: int = 2048, seed: int = 0, chunk: int = 2**22,
                  first: int = 4, lb_budget: int = 2**24):
         self.m, self.m1, self.sample, self.seed, self.chunk = m, m1, sample, seed, chunk
         self.first, self.lb_budget = first, lb_budget
@@ -71,10 +106,11 @@ class SketchIndex:
     # -- build -------------------------------------------------------------------------
     def fit(self, base: np.ndarray) -> SketchIndex:
         n, dim = base.shape
-        self.base_, self.dim_ = base, dim
+        self.base_, self.dim_, self.n_ = base, dim, n
+        step = max(1, self.chunk // dim)  # rows per float64 block (``chunk`` elements: 32 MB by default)
         self.mean_ = np.zeros(dim, np.float64)
-        for lo in range(0, n, self.chunk):
-            self.mean_ += base[lo:lo + self.chunk].sum(0, dtype=np.float64)
+        for lo in range(0, n, step):
+            self.mean_ += np.asarray(base[lo:lo + step]).sum(0, dtype=np.float64)
         self.mean_ /= n
         rng = np.random.default_rng(self.seed)
         rows = np.sort(rng.choice(n, min(n, self.sample), replace=False))
@@ -89,29 +125,45 @@ class SketchIndex:
         g = self.p_.T @ self.p_
         self.delta_ = float(np.linalg.norm(g - np.eye(len(g))))
         self.m_ = self.p_.shape[1]
-        self.slack_ = 16.0 * (dim + self.m_) * math.sqrt(self.m_) * U64
-        self.gamma_ = (dim + 2) * U64
-        self.sk_ = np.empty((n, self.m_), np.float64)
-        self.norm2_ = np.empty(n, np.float64)
-        for lo in range(0, n, self.chunk):
-            xc = np.asarray(base[lo:lo + self.chunk], np.float64) - self.mean_
-            self.sk_[lo:lo + len(xc)] = xc @ self.p_
-            self.norm2_[lo:lo + len(xc)] = _sqnorms(xc)
         self.m1_ = min(self.m1, self.m_)
-        self.r_lo_, self.r_hi_ = self._residual_interval(self.norm2_, _sqnorms(self.sk_))
-        self.norm_ = np.sqrt(self.norm2_)
-        # Level 1 as one GEMM: L₁ = ‖u_x − u_y‖² − K(‖x_c‖² + ‖y_c‖²) with u = (s₁/√(1+δ), r̂₁), r̂₁ the
-        # midpoint of the residual interval. Every slack is made separable with (a + b)² ≤ 2(a² + b²):
-        # the interval half-widths (≤ ε‖·‖, ε = √(2δ + 2c)) and the expanded form's rounding.
+        self.slack_ = 16.0 * (dim + self.m_) * math.sqrt(self.m_) * U64
+        self.gamma_ = gamma(dim + 2, U64)  # exact_sqdist's relative error
+        g32 = gamma(dim + 2, U32)
+        self.eps32_ = 1.01 * g32 / (1 - g32)  # direct_sqdist32: d ≤ d̃(1 + ε) and d ≥ d̃(1 − ε)
+        # Level 1 as one float32 GEMM: L₁ = ‖v_x − v_y‖² − K(‖x_c‖² + ‖y_c‖²) with v = fl32(s₁/√(1+δ), r̂₁),
+        # r̂₁ the midpoint of the residual interval. Every slack is separable, via (a + b)² ≤ 2(a² + b²):
+        # the interval half-widths (≤ ε‖·‖, ε = √(2δ + 2c)), the float64 sketch's rounding (2c), the
+        # cast to float32 (‖v − u‖ ≤ u₃₂‖u‖: 4u₃₂) and the float32 expanded form (2γ₃₂ over m₁ + 6 terms).
         self.eps_ = math.sqrt(2 * self.delta_ + 2 * self.slack_)
-        self.k1_ = 2 * self.slack_ + 4 * self.eps_
-        self.u_ = self._augment(self.sk_[:, :self.m1_], self.norm2_)
-        self.b1_ = _sqnorms(self.u_) - self.k1_ * self.norm2_
+        self.k1_ = 1.02 * (2 * self.slack_ + 4 * self.eps_ + 4 * U32 + 2 * gamma(self.m1_ + 6, U32))
+        two = self.m1_ < self.m_
+        self.v_ = np.empty((n, self.m1_ + 1), np.float32)
+        self.norm2_ = np.empty(n, np.float64)
+        if two:  # the full sketch, for the pair bound over all m directions
+            self.sk_ = np.empty((n, self.m_), np.float64)
+        for lo in range(0, n, step):
+            xc = np.asarray(base[lo:lo + step], np.float64) - self.mean_
+            sk = xc @ self.p_
+            n2 = _sqnorms(xc)
+            self.norm2_[lo:lo + len(xc)] = n2
+            self.v_[lo:lo + len(xc)] = self._augment(sk[:, :self.m1_], n2)
+            if two:
+                self.sk_[lo:lo + len(xc)] = sk
+        if not np.isfinite(self.norm2_).all() or self.norm2_.max() > 1e30:
+            raise ValueError("base vectors too large (squared norm > 1e30) for a float32 sketch")
+        if two:
+            self.r_lo_, self.r_hi_ = self._residual_interval(self.norm2_, _sqnorms(self.sk_))
+        self.norm_ = np.sqrt(self.norm2_)
+        self.b1_ = self._offset(self.v_, self.norm2_)
         return self
 
     def _augment(self, s1: np.ndarray, norm2: np.ndarray) -> np.ndarray:
         lo, hi = self._residual_interval(norm2, _sqnorms(s1))
-        return np.hstack([s1 / math.sqrt(1 + self.delta_), ((lo + hi) / 2)[:, None]])
+        return np.hstack([s1 / math.sqrt(1 + self.delta_), ((lo + hi) / 2)[:, None]]).astype(np.float32)
+
+    def _offset(self, v: np.ndarray, norm2: np.ndarray) -> np.ndarray:
+        """fl₃₂(‖v‖² − K·‖x_c‖²): each side's term of the expanded form, slack included."""
+        return np.einsum("ij,ij->i", v, v) - (self.k1_ * norm2).astype(np.float32)
 
     def _residual_interval(self, norm2: np.ndarray, sk2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi] containing r = ‖(I − Q) x_c‖, Q the exact projector on span(P)."""
@@ -122,35 +174,39 @@ class SketchIndex:
 
     @property
     def nbytes(self) -> int:
-        return self.sk_.nbytes + self.u_.nbytes + 5 * self.norm2_.nbytes + self.p_.nbytes
+        extra = self.sk_.nbytes + 2 * self.norm2_.nbytes if self.m1_ < self.m_ else 0
+        return self.v_.nbytes + 2 * self.norm2_.nbytes + self.b1_.nbytes + self.p_.nbytes + extra
 
     # -- search ------------------------------------------------------------------------
     def _query(self, x: np.ndarray) -> dict[str, np.ndarray]:
         xc = np.asarray(x, np.float64) - self.mean_
         sx = xc @ self.p_
         n2 = _sqnorms(xc)
-        u = self._augment(sx[:, :self.m1_], n2)
-        q = {"s": sx, "u": u, "a1": _sqnorms(u) - self.k1_ * n2, "norm": np.sqrt(n2)}
+        v = self._augment(sx[:, :self.m1_], n2)
+        a1 = self._offset(v, n2)
+        if not np.isfinite(a1).all() or n2.max() > 1e30:
+            raise ValueError("query vectors too large (squared norm > 1e30) or not finite")
+        # −2·v is exact (a power of two): the GEMM then gives −2⟨v_x, v_y⟩ directly
+        q = {"s": sx, "v": v * np.float32(-2), "a1": a1, "norm": np.sqrt(n2)}
         q["rlo"], q["rhi"] = self._residual_interval(n2, _sqnorms(sx))
         return q
 
     def lower_bounds(self, x: np.ndarray) -> np.ndarray:
-        """Certified lower bounds of ‖x − y‖² (float64 nq×N) over the first ``m1`` directions."""
+        """Certified lower bounds of ‖x − y‖² (float32 nq×N) over the first ``m1`` directions."""
         return self._bounds1(self._query(x))
 
     def _bounds1(self, q: dict[str, np.ndarray]) -> np.ndarray:
-        lb = q["u"] @ (-2.0 * self.u_.T)
+        lb = q["v"] @ self.v_.T
         lb += q["a1"][:, None]
         lb += self.b1_[None]
         return lb
 
     def _bounds_at(self, q: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
-        """L₁ of query row i to base points ``idx[i]`` (nq×c), as ``_bounds1`` computes it."""
-        u = self.u_[idx]
-        return q["a1"][:, None] + self.b1_[idx] - 2.0 * np.einsum("ij,icj->ic", q["u"], u)
+        """L₁ of query row i to base points ``idx[i]`` (nq×c): the same bound in another summation order."""
+        return q["a1"][:, None] + self.b1_[idx] + np.einsum("ij,icj->ic", q["v"], self.v_[idx])
 
     def pair_bounds(self, q: dict[str, np.ndarray], qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The tighter bound over all m directions, for (query, base point) pairs only."""
+        """The tighter bound over all m directions, for (query, base point) pairs only (float64)."""
         diff = q["s"][qi] - self.sk_[idx]
         sk = np.einsum("ij,ij->i", diff, diff) / (1 + self.delta_)
         gap = np.maximum(np.maximum(q["rlo"][qi] - self.r_hi_[idx], self.r_lo_[idx] - q["rhi"][qi]), 0)
@@ -162,77 +218,87 @@ class SketchIndex:
 
         ``pair_sqdist(x, qi, idx)`` computes exact distances of (query row, base row) pairs; it is the
         same function float64 brute force uses, so equal inputs give equal distances. ``budget``: the
-        most exact distances per query before ``PruningDoesNotPay`` is raised.
+        most refined pairs per query before ``PruningDoesNotPay`` is raised.
         """
-        n = len(self.sk_)
-        k = min(k, n)
-        qc = max(1, min(len(queries), self.lb_budget // n))
+        k = min(k, self.n_)
+        qc = max(1, min(len(queries), self.lb_budget // self.n_))
         out_d = np.empty((len(queries), k))
         out_i = np.empty((len(queries), k), np.int64)
         for lo in range(0, len(queries), qc):
-            x = queries[lo:lo + qc]
+            x = np.ascontiguousarray(queries[lo:lo + qc], np.float32)
             out_d[lo:lo + len(x)], out_i[lo:lo + len(x)] = self._search_chunk(x, k, pair_sqdist, budget)
         self.stats.queries += len(queries)
         return out_d, out_i
 
+    def _upper(self, d32: np.ndarray, qi: np.ndarray, nq: int, k: int) -> np.ndarray:
+        """T: per query, an upper bound on the true k-th distance (k refined points lie within it), and
+        the float32 pruning threshold T·(1 + 3γ) rounded up."""
+        t = _kth_per_row(np.where(np.isfinite(d32), d32 * (1.0 + self.eps32_), np.inf), qi, nq, k)
+        return t, (t * (1 + 3 * self.gamma_) * (1 + 2.0**-22)).astype(np.float32)
+
     def _search_chunk(self, x: np.ndarray, k: int, pair_sqdist,
                       budget: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Two phases. Seed: the ``4·first`` best points by L₁, of which the ``first`` best by L₂ get exact
-        distances, give each query a k-th distance d̂_k. Sweep: every point with L₁ ≤ d̂_k(1 + 2γ) gets
-        L₂, and every point with L₂ below the same threshold its exact distance. Points the seed
-        already refined are not refined again; everything else was pruned by a certified bound."""
-        nq, n = len(x), len(self.sk_)
+        """Seed: the ``4·first`` best points by L₁, of which the ``first`` best by L₂, are refined and
+        give each query T, an upper bound on its true k-th distance. Sweep: every point with L₁ (then
+        L₂) ≤ T(1 + 3γ) is refined, in growing windows of increasing bound, each lowering T. Refining is
+        float32 (``direct_sqdist32``, error ≤ ε·d); the finalists, whose float32 distance does not put
+        them beyond T(1 + 3γ), get exact float64 distances and are ranked by (distance, index).
+        Why exact: a point left out has true d > T(1 + 3γ), so its float64 distance exceeds T(1 + γ),
+        and k finalists (true d ≤ T) have float64 distances ≤ T(1 + γ): float64 brute force ranks it
+        below them too."""
+        nq, n = len(x), self.n_
         limit = np.inf if budget is None else budget * nq
         q = self._query(x)
         lb = self._bounds1(q)
         seed_n = min(n, k if self.m1_ == self.m_ else max(self.first, k))
         take = min(n, seed_n if self.m1_ == self.m_ else 4 * seed_n)
+        rows = np.arange(nq)
         if take <= 8:  # a few passes of argmin cost less than one argpartition of the whole row
             part = np.empty((nq, take), np.int64)
             for j in range(take):
                 part[:, j] = lb.argmin(1)
-                lb[np.arange(nq), part[:, j]] = np.inf
-            lb[np.arange(nq)[:, None], part] = self._bounds_at(q, part)
+                lb[rows, part[:, j]] = np.inf
+            lb[rows[:, None], part] = self._bounds_at(q, part)
         else:
             part = np.argpartition(lb, take - 1, axis=1)[:, :take]
-        qi = np.repeat(np.arange(nq), take)
-        idx = part.ravel()
         if take > seed_n:  # rank the seed's candidates by the tighter L₂
-            lb2 = self.pair_bounds(q, qi, idx).reshape(nq, take)
+            lb2 = self.pair_bounds(q, np.repeat(rows, take), part.ravel()).reshape(nq, take)
             part = np.take_along_axis(part, np.argsort(lb2, axis=1, kind="stable")[:, :seed_n], 1)
-        qi0, idx0 = np.repeat(np.arange(nq), seed_n), part.ravel()
-        d0 = pair_sqdist(x, qi0, idx0)
-        kth = _kth_per_row(d0, qi0, nq, k)
-        thresh = kth * (1 + 2 * self.gamma_)
+        qi0, idx0 = np.repeat(rows, seed_n), part.ravel()
+        d0 = direct_sqdist32(self.base_, x, qi0, idx0)
+        t, thresh = self._upper(d0, qi0, nq, k)
         lb[qi0, idx0] = np.inf  # refined already
         qi, idx = np.nonzero(lb <= thresh[:, None])
         # L₂ over all m directions where it is tighter than the GEMM's L₁ (m₁ < m), else L₁ itself
         lb2 = self.pair_bounds(q, qi, idx) if len(qi) and self.m1_ < self.m_ else lb[qi, idx]
         keep = lb2 <= thresh[qi]
         qi, idx, lb2 = qi[keep], idx[keep], lb2[keep]
-        # visit the survivors in order of L₂, in geometrically growing windows; each window's exact
-        # distances lower d̂_k, which prunes more of the rest
+        # visit the survivors in order of L₂, in geometrically growing windows; each window's
+        # distances lower T, which prunes more of the rest
         order = np.lexsort((lb2, qi))
         qi, idx, lb2 = qi[order], idx[order], lb2[order]
-        rank = np.arange(len(qi)) - np.searchsorted(qi, np.arange(nq))[qi]
+        rank = np.arange(len(qi)) - np.searchsorted(qi, rows)[qi]
         got_d, got_q, got_i = [d0], [qi0], [idx0]
         refined, lo, hi = len(qi0), 0, 2
         while len(qi):
             win = (rank >= lo) & (rank < hi)
             refined += int(win.sum())
             if refined > limit:
-                raise PruningDoesNotPay(f"{refined} exact distances for {nq} queries over {n} points")
-            got_d.append(pair_sqdist(x, qi[win], idx[win]))
+                raise PruningDoesNotPay(f"{refined} refined pairs for {nq} queries over {n} points")
+            got_d.append(direct_sqdist32(self.base_, x, qi[win], idx[win]))
             got_q.append(qi[win])
             got_i.append(idx[win])
-            kth = _kth_per_row(np.concatenate(got_d), np.concatenate(got_q), nq, k)
-            thresh = kth * (1 + 2 * self.gamma_)
+            t, thresh = self._upper(np.concatenate(got_d), np.concatenate(got_q), nq, k)
             rest = (rank >= hi) & (lb2 <= thresh[qi])
             qi, idx, lb2, rank = qi[rest], idx[rest], lb2[rest], rank[rest]
             lo, hi = hi, hi * 2
             self.stats.rounds += 1
+        d32, qa, ia = np.concatenate(got_d), np.concatenate(got_q), np.concatenate(got_i)
+        final = ~(d32.astype(np.float64) * (1.0 - self.eps32_) > t[qa] * (1 + 3 * self.gamma_))  # nan, inf kept
+        qa, ia = qa[final], ia[final]
         self.stats.refined_pairs += refined
-        return best_k(np.concatenate(got_d), np.concatenate(got_q), np.concatenate(got_i), nq, k)
+        self.stats.exact_pairs += len(qa)
+        return best_k(pair_sqdist(x, qa, ia), qa, ia, nq, k)
 
 
 def _kth_per_row(d: np.ndarray, q: np.ndarray, nq: int, k: int) -> np.ndarray:

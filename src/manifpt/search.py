@@ -44,15 +44,16 @@ from .pruned import PruningDoesNotPay, best_k
 U32 = 2.0**-24
 #: ``auto`` uses the pruned engine on CPU within these sizes (measured faster than FAISS there)
 PRUNED_MIN_DIM, PRUNED_MAX_DIM, PRUNED_MIN_BASE = 3072, 16384, 20000
-#: one exact float64 refinement element costs about this many float32 GEMM multiply-adds (fitted on
-#: benchmarks/scale.py: 130-210 on the 2-core VM)
-REFINE_COST = 200.0
+#: one refined pair costs about this many float32 GEMM multiply-adds per dimension (a gathered row,
+#: read once; fitted on benchmarks/scale.py on the 2-core VM)
+REFINE_COST = 40.0
 
 
 def pruned_budget(n: int, dim: int, m: int) -> float:
-    """Exact distances per query below which the pruned search costs < 0.9 of brute force: its GEMM
-    costs ~2·N·m (float64), each refinement ~REFINE_COST·D, brute force N·D."""
-    return max(0.0, (0.9 - 2.0 * m / dim) * n / REFINE_COST)
+    """Refined pairs per query below which the pruned search costs < 0.9 of brute force: its GEMM
+    costs ~N·(m + 1) (float32), the query's sketch ~2·D·m (float64), each refined pair ~REFINE_COST·D,
+    brute force N·D."""
+    return max(0.0, (0.9 - (m + 1) / dim - 2.0 * m / n) * n / REFINE_COST)
 
 
 #: λ of the probabilistic bound: it fails with probability ≤ 2n·exp(−λ²/2) ≈ 1e-33 per pair for n = 3072.
@@ -105,16 +106,19 @@ class ExactKNN:
     """Exact k-NN over a fixed float32 base; ``backend`` 'faiss' (CPU), 'torch' (GPU or CPU), 'pruned'
     (PCA-sketch lower bounds, CPU) or 'auto'.
 
-    ``fit`` keeps a reference to ``base`` (a memmap is fine) and, for the float32 engines, an
-    in-memory centred copy. ``search`` returns exact float64 squared distances cast to float32 and
-    int64 indices, both sorted ascending with ties broken by index; every engine gives the same answer.
+    ``fit`` keeps a reference to ``base`` (a memmap or ``cache.DiskRows`` is fine) and, for the float32
+    engines, an in-memory centred copy; 'pruned' keeps only its sketch (sized to ``memory_budget``
+    bytes when given) and reads base rows when it refines them. ``search`` returns exact float64
+    squared distances cast to float32 and int64 indices, both sorted ascending with ties broken by
+    index; every engine gives the same answer.
     """
 
     def __init__(self, backend: str = "auto", candidates: int = 128, bound: str = "rigorous",
                  device: str | None = None, query_chunk: int = 4096, base_chunk: int = 65536,
-                 sketch_dim: int | None = None):
+                 sketch_dim: int | None = None, memory_budget: int | None = None):
         self.backend, self.candidates, self.bound, self.device = backend, candidates, bound, device
         self.query_chunk, self.base_chunk, self.sketch_dim = query_chunk, base_chunk, sketch_dim
+        self.memory_budget = memory_budget
         self.stats = SearchStats()
 
     # -- set-up -----------------------------------------------------------------------
@@ -128,8 +132,14 @@ class ExactKNN:
         if self.backend_ == "pruned":
             from .pruned import SketchIndex
 
-            m = self.sketch_dim or sketch_dim_for(base.shape[1])
-            self.sketch_ = SketchIndex(m=m, m1=m).fit(base)
+            n, dim = base.shape
+            opts = {"m": self.sketch_dim or sketch_dim_for(dim)}
+            if (b := self.memory_budget) is not None:
+                # the sketch ≤ ¼ of the budget, the bound matrix and float64 blocks ≤ ⅒, the PCA sample ≤ ⅛
+                opts["m"] = max(8, min(opts["m"], b // (16 * n) - 1))
+                opts.update(lb_budget=max(n, b // 40), chunk=max(dim, b // 80),
+                            sample=max(2 * opts["m"], min(2048, b // (64 * dim))))
+            self.sketch_ = SketchIndex(m1=opts["m"], **opts).fit(base)
             return self
         self._fit_float32(base)
         return self
