@@ -28,6 +28,11 @@ def test_compare_uses_identical_splits_and_writes_one_table(folders, tmp_path) -
     assert acc["manifpt"] > 0.9 and acc["durall20"] > 0.6
     saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
     assert saved == rows
+    run = json.loads((tmp_path / "cmp" / "run.json").read_text())
+    st = run["stages"]
+    assert {"decode", "embed", "index", "search", "train", "evaluate"} <= set(st)
+    assert st["search"]["items"] == 300 and st["train"]["items"] == 2 * 3 * 240  # 2 seeds × 3 methods × 80%
+    assert sum(v["seconds"] for v in st.values()) <= run["wall_s"] + 0.01
     md = (tmp_path / "cmp" / "report.md").read_text()
     assert "ManiFPT-RGB" in md and "durall20" in md
 

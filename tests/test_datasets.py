@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from pathlib import Path
 
@@ -194,5 +195,12 @@ def test_photos_cli(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     s = ImageSet.from_folder(tmp_path / "p", show_progress=False)
     assert len(s) == 20 and s.shape == (32, 32, 3)
+    r = runner.invoke(data_app, ["photos", "--out", str(tmp_path / "p64"), "--n", "6", "--group", "a", "--size", "64"])
+    assert r.exit_code == 0, r.output
+    s64 = ImageSet.from_folder(tmp_path / "p64", show_progress=False)
+    assert len(s64) == 6 and s64.shape == (64, 64, 3)
+    src = json.loads((tmp_path / "p64" / "source.json").read_text())
+    assert src["name"] == "photos64-a" and src["photographs"] == photo_groups(list(datasets.real_photographs()))[0]
+    assert runner.invoke(data_app, ["photos", "--out", str(tmp_path / "p48"), "--size", "48"]).exit_code != 0
     r = runner.invoke(data_app, ["real", "nope", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0

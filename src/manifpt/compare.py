@@ -8,6 +8,7 @@ the validation part, the baselines carve their own validation set from it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .data import GeneratedSet, ImageSet
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
 from .pipeline import check_labels, check_names, check_paths, check_seeds, check_target, open_sets
+from .progress import STAGES
 from .store import write_bad_files
 
 ALL_SPACES = ("rgb", "freq", "sl", "ssl")
@@ -93,11 +95,14 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     """
     from .baselines import get_baseline
 
+    STAGES.reset()
+    t_start = time.perf_counter()
     check_names(cfg.spaces, cfg.projections, cfg.methods)
     check_paths(cfg.real, cfg.generated, out)
     check_target(cfg.generated, cfg.target)
     check_seeds(cfg.seeds)
-    real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+    with STAGES("decode"):
+        real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     if cfg.models is not None:
         gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))
@@ -112,8 +117,9 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     structure_rows: list[dict[str, Any]] = []
     for space in cfg.spaces:
         for proj in cfg.projections:
-            store, _ = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend, cfg.size,
-                                      show_progress, proj, cfg.projection_options.get(proj))
+            with STAGES("artifacts (project, store)"):
+                store, _ = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend, cfg.size,
+                                          show_progress, proj, cfg.projection_options.get(proj))
             table = store.table()
             check_overlap(table, False)
             shape = tuple(store.manifest["artifact_shape"]) or None
@@ -127,7 +133,8 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
             structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,
                                                       [cfg.target], method=name)
     if cfg.methods:
-        images = gen.images.load(keep)
+        with STAGES("decode", len(keep)):
+            images = gen.images.load(keep)
         for name in cfg.methods:
             opts = cfg.baseline_options.get(name, {})
             methods.append(BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed, **o)))
@@ -138,6 +145,10 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     if out_path is not None:
         write_json(out_path / "results.json", rows)
         write_json(out_path / "config.json", cfg.model_dump())
+        # per-stage wall time (``progress.StageTimer``: a stage's own time, nested stages excluded)
+        wall = round(time.perf_counter() - t_start, 3)
+        write_json(out_path / "run.json", {"wall_s": wall, "stages": STAGES.summary(), "n_images": len(keep),
+                                           "n_real": len(real_set)})
         from .report import write_compare_report
 
         write_compare_report(out_path, cfg.model_dump(), rows, results, sorted(set(labels.tolist())))

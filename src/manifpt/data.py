@@ -34,7 +34,7 @@ import yaml
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import DataError, UnknownNameError, display
-from .progress import progress
+from .progress import STAGES, progress
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 #: Pillow's own default limit; above it a file is treated as a decompression bomb.
@@ -448,7 +448,7 @@ class ImageSet:
         bad: list[BadFile] = list(listed)
         kept_bytes = 0
         bar = progress(total=len(files), desc=f"scan {root.name or root}", disable=not show_progress)
-        with ThreadPoolExecutor(workers) as pool, bar:
+        with ThreadPoolExecutor(workers) as pool, bar, STAGES("decode", len(files)):
             for lo in range(0, len(files), 1024):  # chunks bound the decoded pixels held at once
                 chunk = files[lo:lo + 1024]
                 for r in pool.map(_scan_one, chunk, repeat(root), repeat(max_pixels), repeat(keep)):
@@ -522,7 +522,7 @@ class ImageSet:
         out = np.empty((len(idx), *self.shape), np.uint8)
         if len(idx) == 0:
             return out
-        with ThreadPoolExecutor(min(self.workers, len(idx))) as pool:
+        with ThreadPoolExecutor(min(self.workers, len(idx))) as pool, STAGES("decode", len(idx)):
             for j, arr in enumerate(pool.map(self._decode, idx.tolist())):
                 out[j] = arr
         return out

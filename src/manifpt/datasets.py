@@ -286,8 +286,8 @@ def _fmnist(split: str, part: str | None = None) -> Callable[[int | None, int], 
     return load
 
 
-def _photos(group: str) -> Callable[[int | None, int], np.ndarray]:
-    return lambda n, seed: load_photos(20000 if n is None else n, group=group, seed=seed)
+def _photos(group: str, size: int = 32) -> Callable[[int | None, int], np.ndarray]:
+    return lambda n, seed: load_photos(20000 if n is None else n, group=group, size=size, seed=seed)
 
 
 def _bundled(n: int | None, seed: int) -> np.ndarray:
@@ -305,6 +305,9 @@ REAL_SETS: dict[str, Callable[[int | None, int], np.ndarray]] = {
     "photos": _photos("all"),
     "photos-a": _photos("a"),
     "photos-b": _photos("b"),
+    "photos64": _photos("all", 64),  # the 64 px benchmark's real set (crops of the same photographs)
+    "photos64-a": _photos("a", 64),
+    "photos64-b": _photos("b", 64),
     "bundled-photos": _bundled,
 }
 
@@ -353,8 +356,8 @@ def prepare_real(name: str, out: str | Path, n: int | None = None, seed: int = 0
     info = {"name": name, "n": len(images), "seed": seed, "shape": list(images.shape[1:])}
     if name.startswith("photos"):
         names = list(real_photographs())
-        if name in ("photos-a", "photos-b"):
-            names = photo_groups(names)[0 if name == "photos-a" else 1]
+        if name.endswith(("-a", "-b")):
+            names = photo_groups(names)[0 if name.endswith("-a") else 1]
         info["photographs"] = names
     # JSON rather than an image so the data layer never mistakes it for a sample
     write_json(out / "source.json", info)

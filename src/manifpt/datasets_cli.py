@@ -32,11 +32,15 @@ def fashion_mnist(
 def photos(
     out: Annotated[Path, typer.Option(help="Folder to write OUT/00000.png ... (+ source.json).")],
     group: Annotated[str, typer.Option(help="all, a or b (disjoint halves of the source photographs).")] = "all",
-    n: Annotated[int, typer.Option(help="Number of 32×32 crops.")] = 20000,
+    n: Annotated[int, typer.Option(help="Number of crops.")] = 20000,
     seed: Annotated[int, typer.Option(help="Seed of the crop positions.")] = 0,
+    size: Annotated[int, typer.Option(help="Crop size: 32 or 64 (the 64 px benchmark).")] = 32,
 ) -> None:
-    """32×32 RGB crops of real photographs (scikit-image, scikit-learn, opencv-doc, mate-backgrounds)."""
-    _prepare("photos" if group == "all" else f"photos-{group}", out, n, seed)
+    """size×size RGB crops of real photographs (scikit-image, scikit-learn, opencv-doc, mate-backgrounds)."""
+    if size not in (32, 64):
+        raise typer.BadParameter(f"--size must be 32 or 64, got {size}")
+    base = "photos" if size == 32 else f"photos{size}"
+    _prepare(base if group == "all" else f"{base}-{group}", out, n, seed)
 
 
 @data_app.command("real")

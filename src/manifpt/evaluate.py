@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .metrics import classification_metrics, fd_ratio, kmeans_nmi, mean_std
-from .progress import progress
+from .progress import STAGES, progress
 from .splits import stratified_split
 
 
@@ -57,13 +57,16 @@ def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[i
     jobs = [(s, m) for s in seeds for m in methods]
     for seed, method in progress(jobs, desc="fit", disable=not show_progress):
         split = stratified_split(labels, fractions, seed)
-        method.fit(split["train"], split["val"], labels, seed)
-        proba, cls = method.predict_proba(split["test"])
+        with STAGES("train", len(split["train"]) + len(split["val"])):
+            method.fit(split["train"], split["val"], labels, seed)
+        with STAGES("evaluate", len(split["test"])):
+            proba, cls = method.predict_proba(split["test"])
         pred = np.asarray(cls)[proba.argmax(1)]
         metrics = classification_metrics(labels[split["test"]], pred, classes)
-        feats = method.features(split["test"])
-        sub = _per_class_subsample(labels[split["test"]], fdr_max_per_class, seed)
-        fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
+        with STAGES("evaluate"):
+            feats = method.features(split["test"])
+            sub = _per_class_subsample(labels[split["test"]], fdr_max_per_class, seed)
+            fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
         if out is not None:
             method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
         results.append(SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),

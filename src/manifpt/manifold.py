@@ -25,7 +25,7 @@ import numpy as np
 from .cache import DiskRows, cache_dir, file_digest, hash_json, write_json
 from .data import ImageSource, as_source
 from .errors import UsageError
-from .progress import notice, progress
+from .progress import STAGES, notice, progress
 from .projection import Projector, get_projector
 from .search import ExactKNN
 from .spaces.base import Space
@@ -68,7 +68,8 @@ def embed_into(source: ImageSource, space: Space, emb: np.ndarray, hashes: np.nd
     """Embed ``source[start:]`` batch by batch into ``emb`` / ``hashes`` (arrays or memmaps)."""
     for lo in range(start, len(source), batch_size):
         imgs = source.load(np.arange(lo, min(lo + batch_size, len(source))))
-        emb[lo:lo + len(imgs)] = space.embed(imgs)
+        with STAGES("embed", len(imgs)):
+            emb[lo:lo + len(imgs)] = space.embed(imgs)
         hashes[lo:lo + len(imgs)] = pixel_digests(imgs)
         if after_batch is not None:
             after_batch(lo + len(imgs), len(imgs))
@@ -195,7 +196,8 @@ class Manifold:
             raise ValueError("the real set is empty")
         if not self.show_progress and hasattr(self.space, "show_progress"):
             self.space.show_progress = False  # a quiet run keeps the space's own training (SSL) quiet too
-        self.space.fit(src)
+        with STAGES("fit space"):
+            self.space.fit(src)
         self.real_ = src
         self.image_shape_ = tuple(src.shape)
         dim = self.space.dim(self.image_shape_)
@@ -249,7 +251,8 @@ class Manifold:
         images = np.asarray(images)
         if tuple(images.shape[1:]) != self.image_shape_:
             raise ValueError(f"images have shape {images.shape[1:]}, the real set {self.image_shape_}")
-        emb = self.space.embed(images)
+        with STAGES("embed", len(images)):
+            emb = self.space.embed(images)
         identical = np.zeros(len(images), bool)
         for j, h in enumerate(pixel_digests(images)):
             i = self._hash_index.get(h.tobytes())

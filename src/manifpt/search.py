@@ -39,11 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .progress import STAGES
 from .pruned import PruningDoesNotPay, best_k
 
 U32 = 2.0**-24
 #: ``auto`` uses the pruned engine on CPU within these sizes (measured faster than FAISS there)
-PRUNED_MIN_DIM, PRUNED_MAX_DIM, PRUNED_MIN_BASE = 3072, 16384, 20000
+PRUNED_MIN_DIM, PRUNED_MAX_DIM, PRUNED_MIN_BASE = 3072, 16384, 10000
 #: one refined pair costs about this many float32 GEMM multiply-adds per dimension (a gathered row,
 #: read once; fitted on benchmarks/scale.py on the 2-core VM)
 REFINE_COST = 40.0
@@ -123,6 +124,10 @@ class ExactKNN:
 
     # -- set-up -----------------------------------------------------------------------
     def fit(self, base: np.ndarray) -> ExactKNN:
+        with STAGES("index", len(base)):
+            return self._fit(base)
+
+    def _fit(self, base: np.ndarray) -> ExactKNN:
         if base.dtype != np.float32 or base.ndim != 2:
             raise TypeError(f"base must be float32 N×D, got {base.dtype} {base.shape}")
         if len(base) == 0:
@@ -225,6 +230,10 @@ class ExactKNN:
     # -- exact search -----------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest base points of each query: (sqdist float32 nq×k, index int64 nq×k)."""
+        with STAGES("search", len(queries)):
+            return self._search(queries, k)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.base_.shape[1]:
