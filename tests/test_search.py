@@ -187,3 +187,20 @@ def test_two_level_cascade_is_exact(patches: np.ndarray) -> None:
         np.testing.assert_array_equal(i, ref_i)
         np.testing.assert_allclose(d, ref_d, rtol=1e-12)
     assert idx.stats.refined_pairs < 0.2 * len(base) * len(q) * 2
+
+
+@pytest.mark.parametrize(("m", "m1"), [(32, 32), (64, 16)])
+def test_pruned_bounds_in_torch_give_the_same_answer(patches: np.ndarray, m: int, m1: int) -> None:
+    """The GPU path (bounds, seed and survivor selection in torch) run on the CPU: exact, bounds valid."""
+    from manifpt.pruned import SketchIndex
+    from manifpt.search import exact_sqdist
+
+    base = (patches[:900].reshape(900, -1) / 255).astype(np.float32)
+    q = (patches[900:1000].reshape(100, -1) / 255).astype(np.float32)
+    ref_d, ref_i = brute_force(q, base, 3)
+    idx = SketchIndex(m=m, m1=m1, device="cpu").fit(base)
+    d, i = idx.search(q, 3, lambda x, qi, bi: exact_sqdist(x[qi], base[bi]))
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-12)
+    assert (idx.lower_bounds(q) <= brute_force_all(q, base)).all()
+    assert idx.stats.refined_pairs < 0.5 * len(base) * len(q)

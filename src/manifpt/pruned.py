@@ -98,9 +98,9 @@ class SketchIndex:
     """The PCA-sketch lower bound over a fixed float32 base (in memory, a memmap or ``DiskRows``)."""
 
     def __init__(self, m: int = 512, m1: int = 64, sample: int = 2048, seed: int = 0, chunk: int = 2**22,
-                 first: int = 4, lb_budget: int = 2**24):
+                 first: int = 4, lb_budget: int = 2**24, device: str | None = None):
         self.m, self.m1, self.sample, self.seed, self.chunk = m, m1, sample, seed, chunk
-        self.first, self.lb_budget = first, lb_budget
+        self.first, self.lb_budget, self.device = first, lb_budget, device
         self.stats = PrunedStats()
 
     # -- build -------------------------------------------------------------------------
@@ -155,6 +155,12 @@ class SketchIndex:
             self.r_lo_, self.r_hi_ = self._residual_interval(self.norm2_, _sqnorms(self.sk_))
         self.norm_ = np.sqrt(self.norm2_)
         self.b1_ = self._offset(self.v_, self.norm2_)
+        if self.device is not None:  # the sketch GEMM, the bounds and their selection run in torch there
+            import torch
+
+            self.dev_ = torch.device(self.device)
+            self.t_ = {"v": torch.from_numpy(self.v_).to(self.dev_), "b1": torch.from_numpy(self.b1_).to(self.dev_),
+                       "p": torch.from_numpy(self.p_).to(self.dev_), "mean": torch.from_numpy(self.mean_).to(self.dev_)}
         return self
 
     def _augment(self, s1: np.ndarray, norm2: np.ndarray) -> np.ndarray:
@@ -179,9 +185,14 @@ class SketchIndex:
 
     # -- search ------------------------------------------------------------------------
     def _query(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        xc = np.asarray(x, np.float64) - self.mean_
-        sx = xc @ self.p_
-        n2 = _sqnorms(xc)
+        if self.device is None:
+            xc = np.asarray(x, np.float64) - self.mean_
+            sx, n2 = xc @ self.p_, _sqnorms(xc)
+        else:  # the query's float64 sketch on the device (the same rounding bound holds in any order)
+            import torch
+
+            xc = torch.from_numpy(np.asarray(x, np.float64)).to(self.dev_) - self.t_["mean"]
+            sx, n2 = (xc @ self.t_["p"]).cpu().numpy(), (xc * xc).sum(1).cpu().numpy()
         v = self._augment(sx[:, :self.m1_], n2)
         a1 = self._offset(v, n2)
         if not np.isfinite(a1).all() or n2.max() > 1e30:
@@ -196,6 +207,8 @@ class SketchIndex:
         return self._bounds1(self._query(x))
 
     def _bounds1(self, q: dict[str, np.ndarray]) -> np.ndarray:
+        if self.device is not None:
+            return _TorchBounds(self, q).lb.cpu().numpy()
         lb = q["v"] @ self.v_.T
         lb += q["a1"][:, None]
         lb += self.b1_[None]
@@ -204,6 +217,9 @@ class SketchIndex:
     def _bounds_at(self, q: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
         """L₁ of query row i to base points ``idx[i]`` (nq×c): the same bound in another summation order."""
         return q["a1"][:, None] + self.b1_[idx] + np.einsum("ij,icj->ic", q["v"], self.v_[idx])
+
+    def _bounds(self, q: dict[str, np.ndarray]) -> _HostBounds | _TorchBounds:
+        return _TorchBounds(self, q) if self.device is not None else _HostBounds(self._bounds1(q))
 
     def pair_bounds(self, q: dict[str, np.ndarray], qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """The tighter bound over all m directions, for (query, base point) pairs only (float64)."""
@@ -249,28 +265,26 @@ class SketchIndex:
         nq, n = len(x), self.n_
         limit = np.inf if budget is None else budget * nq
         q = self._query(x)
-        lb = self._bounds1(q)
+        lb = self._bounds(q)
         seed_n = min(n, k if self.m1_ == self.m_ else max(self.first, k))
         take = min(n, seed_n if self.m1_ == self.m_ else 4 * seed_n)
         rows = np.arange(nq)
-        if take <= 8:  # a few passes of argmin cost less than one argpartition of the whole row
-            part = np.empty((nq, take), np.int64)
-            for j in range(take):
-                part[:, j] = lb.argmin(1)
-                lb[rows, part[:, j]] = np.inf
-            lb[rows[:, None], part] = self._bounds_at(q, part)
+        if take <= 8:  # a few passes of argmin cost less than one partition of the whole row
+            part = np.stack([lb.pop_min() for _ in range(take)], 1)
+            lb.put(rows[:, None], part, self._bounds_at(q, part))
         else:
-            part = np.argpartition(lb, take - 1, axis=1)[:, :take]
+            part = lb.smallest(take)
         if take > seed_n:  # rank the seed's candidates by the tighter L₂
             lb2 = self.pair_bounds(q, np.repeat(rows, take), part.ravel()).reshape(nq, take)
             part = np.take_along_axis(part, np.argsort(lb2, axis=1, kind="stable")[:, :seed_n], 1)
         qi0, idx0 = np.repeat(rows, seed_n), part.ravel()
         d0 = direct_sqdist32(self.base_, x, qi0, idx0)
         t, thresh = self._upper(d0, qi0, nq, k)
-        lb[qi0, idx0] = np.inf  # refined already
-        qi, idx = np.nonzero(lb <= thresh[:, None])
+        lb.put(qi0, idx0, np.float32(np.inf))  # refined already
+        qi, idx, lb1 = lb.below(thresh)
+        del lb
         # L₂ over all m directions where it is tighter than the GEMM's L₁ (m₁ < m), else L₁ itself
-        lb2 = self.pair_bounds(q, qi, idx) if len(qi) and self.m1_ < self.m_ else lb[qi, idx]
+        lb2 = self.pair_bounds(q, qi, idx) if len(qi) and self.m1_ < self.m_ else lb1
         keep = lb2 <= thresh[qi]
         qi, idx, lb2 = qi[keep], idx[keep], lb2[keep]
         # visit the survivors in order of L₂, in geometrically growing windows; each window's
@@ -299,6 +313,65 @@ class SketchIndex:
         self.stats.refined_pairs += refined
         self.stats.exact_pairs += len(qa)
         return best_k(pair_sqdist(x, qa, ia), qa, ia, nq, k)
+
+
+class _HostBounds:
+    """The nq×N bound matrix in numpy, with the few operations the search needs."""
+
+    def __init__(self, lb: np.ndarray):
+        self.lb = lb
+
+    def pop_min(self) -> np.ndarray:
+        i = self.lb.argmin(1)
+        self.lb[np.arange(len(i)), i] = np.inf
+        return i
+
+    def put(self, rows: np.ndarray, cols: np.ndarray, values) -> None:
+        self.lb[rows, cols] = values
+
+    def smallest(self, take: int) -> np.ndarray:
+        return np.argpartition(self.lb, take - 1, axis=1)[:, :take]
+
+    def below(self, thresh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        qi, idx = np.nonzero(self.lb <= thresh[:, None])
+        return qi, idx, self.lb[qi, idx]
+
+
+class _TorchBounds(_HostBounds):
+    """The same in torch on ``index.dev_`` (the GPU): the GEMM, the selection; only survivors come back.
+    TF32 is off: its 10-bit mantissa would void the float32 rounding bound."""
+
+    def __init__(self, index: SketchIndex, q: dict[str, np.ndarray]):
+        import torch
+
+        from .runtime import full_float32
+
+        self.torch, dev, t = torch, index.dev_, index.t_
+        with full_float32():
+            lb = torch.from_numpy(q["v"]).to(dev) @ t["v"].T
+        lb += torch.from_numpy(q["a1"]).to(dev)[:, None]
+        lb += t["b1"][None]
+        self.lb, self.dev = lb, dev
+
+    def pop_min(self) -> np.ndarray:
+        i = self.lb.argmin(1)
+        self.lb[self.torch.arange(len(i), device=self.dev), i] = float("inf")
+        return i.cpu().numpy()
+
+    def put(self, rows: np.ndarray, cols: np.ndarray, values) -> None:
+        t = self.torch
+        rows, cols = np.broadcast_arrays(rows, cols)
+        vals = t.as_tensor(np.broadcast_to(np.asarray(values, np.float32), rows.shape).copy(), device=self.dev)
+        self.lb[t.from_numpy(rows.copy()).to(self.dev), t.from_numpy(cols.copy()).to(self.dev)] = vals
+
+    def smallest(self, take: int) -> np.ndarray:
+        return self.torch.topk(self.lb, take, dim=1, largest=False).indices.cpu().numpy()
+
+    def below(self, thresh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        th = self.torch.from_numpy(thresh).to(self.dev)
+        qi, idx = self.torch.nonzero(self.lb <= th[:, None], as_tuple=True)
+        vals = self.lb[qi, idx]
+        return qi.cpu().numpy(), idx.cpu().numpy(), vals.cpu().numpy()
 
 
 def _kth_per_row(d: np.ndarray, q: np.ndarray, nq: int, k: int) -> np.ndarray:

@@ -144,7 +144,7 @@ class ExactKNN:
                 opts["m"] = max(8, min(opts["m"], b // (16 * n) - 1))
                 opts.update(lb_budget=max(n, b // 40), chunk=max(dim, b // 80),
                             sample=max(2 * opts["m"], min(2048, b // (64 * dim))))
-            self.sketch_ = SketchIndex(m1=opts["m"], **opts).fit(base)
+            self.sketch_ = SketchIndex(m1=opts["m"], device=self._sketch_device(), **opts).fit(base)
             return self
         self._fit_float32(base)
         return self
@@ -177,6 +177,15 @@ class ExactKNN:
             self._base_t = torch.from_numpy(self.centred_).to(self._dev)
             self._base_norm_t = (self._base_t.double() ** 2).sum(1).float()
 
+    def _sketch_device(self) -> str | None:
+        """Where the pruned engine's GEMM and bounds run: a CUDA device when present (and not refused
+        with ``device='cpu'``), else numpy on the CPU. Refinement always reads rows on the host."""
+        if self.device not in (None, "cpu") and str(self.device).startswith("cuda"):
+            return str(self.device)
+        import torch
+
+        return "cuda" if self.device is None and torch.cuda.is_available() else None
+
     def _resolve_backend(self, shape: tuple[int, int]) -> str:
         if self.backend != "auto":
             if self.backend not in ("faiss", "torch", "pruned"):
@@ -184,9 +193,12 @@ class ExactKNN:
             return self.backend
         import torch
 
-        if torch.cuda.is_available() and self.device != "cpu":
-            return "torch"
         n, dim = shape
+        if torch.cuda.is_available() and self.device != "cpu":
+            # brute force on the GPU while the base fits in half its free memory, else the pruned
+            # engine with its sketch there and the base in host memory (or on disk)
+            free = torch.cuda.mem_get_info(self.device)[0]
+            return "torch" if 2 * n * dim * 4 <= free else "pruned"
         return "pruned" if PRUNED_MIN_DIM <= dim <= PRUNED_MAX_DIM and n >= PRUNED_MIN_BASE else "faiss"
 
     # -- float32 engines --------------------------------------------------------------
@@ -198,10 +210,10 @@ class ExactKNN:
 
         qt = torch.from_numpy(q).to(self._dev)
         qn = (qt.double() ** 2).sum(1, keepdim=True).float()
+        from .runtime import full_float32
+
         best_d = best_i = None
-        prev = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would void the error bound
-        try:
+        with full_float32():  # TF32 would void the error bound
             for lo in range(0, len(self._base_t), self.base_chunk):
                 yb = self._base_t[lo:lo + self.base_chunk]
                 d = (qn + self._base_norm_t[lo:lo + self.base_chunk][None] - 2.0 * (qt @ yb.T)).clamp_min_(0)
@@ -214,8 +226,6 @@ class ExactKNN:
                     cat_d, cat_i = torch.cat([best_d, dv], 1), torch.cat([best_i, di], 1)
                     best_d, order = torch.topk(cat_d, min(k, cat_d.shape[1]), dim=1, largest=False)
                     best_i = torch.gather(cat_i, 1, order)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = prev
         return best_d.cpu().numpy(), best_i.cpu().numpy().astype(np.int64)
 
     def _approx_rows(self, q: np.ndarray) -> np.ndarray:
