@@ -52,7 +52,7 @@ demo: $(STAMP) data-deps
 bench: $(STAMP) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
-	$(PY) benchmarks/scale.py --out runs/bench/scale.json
+	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

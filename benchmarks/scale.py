@@ -9,7 +9,8 @@ search. Times are medians of A-B-A interleaved repeats; wrong-NN counts are agai
 farther by more than the GEMM's rounding; uncertified queries get a full exact row). Each config runs
 in its own subprocess so that its peak RSS (VmHWM, all engines together) is its own.
 
-    python benchmarks/scale.py --out runs/bench/scale.json            # the README table
+    python benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png   # the README's
+    python benchmarks/scale.py --report runs/bench/scale.json            # its table again
     python benchmarks/scale.py --sizes 32 --n 10000 --repeats 3       # a quick look
 """
 
@@ -100,26 +101,83 @@ def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
                 times[name].append(time.perf_counter() - t)
         med = {k: statistics.median(v) for k, v in times.items()}
         st = engines["pruned"].sketch_.stats
+        nq_done = max(st.queries, 1)
         out["queries"][qname] = {
             "seconds": med, "ratio_to_faiss_plain": {k: med["faiss_plain"] / v for k, v in med.items()},
             "wrong_nn": {k: int((a != ref).sum()) for k, a in answers.items()},
-            "pruned_refined_per_query": st.refined_pairs / max(st.queries, 1),
+            "pruned_refined_per_query": st.refined_pairs / nq_done,
+            "pruned_exact_per_query": st.exact_pairs / nq_done,
+            # where the pruned engine's time goes, ms per query (mean over the repeats)
+            "pruned_ms_per_query": {k: 1e3 * v / nq_done for k, v in st.seconds.items()},
             "pruned_backend_after": engines["pruned"].backend_}
-        st.refined_pairs = st.queries = 0
+        st.refined_pairs = st.queries = st.exact_pairs = 0
+        st.seconds = dict.fromkeys(st.seconds, 0.0)
     out["peak_rss_mb"] = vm_hwm_mb()
     return out
+
+
+def table(rows: list[dict]) -> str:
+    """The README's Markdown table from scale.json's rows."""
+    head = ("| px | d | N real | queries | m | FAISS ms/query | pruned ms/query | pruned × FAISS | certified FAISS × "
+            "| refined / exact per query | pruned ms/query: sketch / bounds / refine / exact | wrong NN "
+            "(pruned / certified / plain) | build s (pruned / FAISS) | sketch MB | peak RSS MB |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        for qn, q in r["queries"].items():
+            s, x, w, ms = q["seconds"], q["ratio_to_faiss_plain"], q["wrong_nn"], q["pruned_ms_per_query"]
+            lines.append(
+                f"| {r['size']} | {r['dim']} | {r['n_real']} | {r['n_queries']} {qn} | {r['sketch_dim']} "
+                f"| {1e3 * s['faiss_plain'] / r['n_queries']:.2f} | {1e3 * s['pruned'] / r['n_queries']:.2f} "
+                f"| **{x['pruned']:.2f}** | {x['faiss']:.2f} | {q['pruned_refined_per_query']:.0f} / "
+                f"{q['pruned_exact_per_query']:.1f} | {ms['sketch']:.2f} / {ms['bounds']:.2f} / {ms['refine']:.2f} / "
+                f"{ms['exact']:.2f} | {w['pruned']} / {w['faiss']} / {w['faiss_plain']} "
+                f"| {r['build_s']['pruned']:.1f} / {r['build_s']['faiss_plain']:.1f} | {r['sketch_mb']:.0f} "
+                f"| {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Cost growth: ms per query against N_real, one line per (engine, d), generated queries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, qn in zip(axes, ("natural", "generated"), strict=True):
+        for dim in sorted({r["dim"] for r in rows}):
+            rs = sorted((r for r in rows if r["dim"] == dim), key=lambda r: r["n_real"])
+            n = [r["n_real"] for r in rs]
+            for eng, style in (("faiss_plain", "--"), ("pruned", "-")):
+                ms = [1e3 * r["queries"][qn]["seconds"][eng] / r["n_queries"] for r in rs]
+                ax.plot(n, ms, style, marker="o", label=f"{'FAISS' if eng == 'faiss_plain' else 'pruned'} d={dim}")
+        ax.set(xscale="log", yscale="log", xlabel="N real", title=f"{qn} queries")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ms per query (k = 1, 2 cores)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="32,64,128")
-    ap.add_argument("--n", default="10000,50000")
+    ap.add_argument("--n", default="10000,50000,200000")
     ap.add_argument("--queries", type=int, default=200, help="per query kind")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-gb", type=float, default=16.0, help="skip configs whose base would exceed this")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/scale.json"))
     ap.add_argument("--one", nargs=2, type=int, metavar=("SIZE", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--report", type=Path, metavar="JSON", help="print the Markdown table of an earlier run's JSON")
+    ap.add_argument("--plot", type=Path, help="also write the cost-growth plot (PNG) here")
     a = ap.parse_args()
+    if a.report:
+        rows = json.loads(a.report.read_text())["rows"]
+        print(table(rows))
+        if a.plot:
+            plot(rows, a.plot)
+        return
     if a.one:
         print(json.dumps(run_one(a.one[0], a.one[1], a.queries, a.repeats)))
         return
@@ -145,6 +203,9 @@ def main() -> None:
                       f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=2) + "\n")
+    print(table(rows))
+    if a.plot:
+        plot(rows, a.plot)
     print(f"wrote {a.out}")
 
 

@@ -44,6 +44,18 @@ def test_compare_cli(folders, tmp_path) -> None:
                                  "--epochs", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c" / "report.html").exists()
+    # a YAML of settings; options on the command line win over it, unknown keys are refused
+    (tmp_path / "cfg.yaml").write_text("spaces: [rgb]\nmethods: []\nseeds: [0, 1]\narch: linear\nepochs: 5\n")
+    args = ["compare", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "y"),
+            "--config", str(tmp_path / "cfg.yaml"), "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    used = json.loads((tmp_path / "y" / "config.json").read_text())
+    assert (used["spaces"], used["methods"], used["seeds"], used["arch"], used["epochs"]) == (["rgb"], [], [0, 1],
+                                                                                             "linear", 2)
+    (tmp_path / "bad.yaml").write_text("spaces: [rgb]\nlearning_rate: 3\n")
+    r = CliRunner().invoke(app, [*args[:-5], "--config", str(tmp_path / "bad.yaml")])
+    assert r.exit_code == 2 and "learning_rate" in r.output
 
 
 def test_image_arch_applies_to_image_artifacts_only(folders, tmp_path) -> None:

@@ -129,3 +129,24 @@ def test_photos_preset_is_the_default_design_on_the_colour_photo_set() -> None:
     same = default.model_dump(exclude={"name", "datasets", "density_sizes"})
     assert photos.model_dump(exclude={"name", "datasets", "density_sizes"}) == same
     assert max(s for s in photos.density_sizes if s != "all") <= 20000
+
+
+def test_every_bundled_preset_names_real_sets_zoos_spaces_and_baselines_that_exist() -> None:
+    from importlib.resources import files
+
+    from manifpt.baselines import list_baselines
+    from manifpt.datasets import REAL_SETS
+    from manifpt.spaces import list_spaces
+    from manifpt.zoo.config import bundled_configs, load_config
+
+    names = sorted(p.name[len("experiments-"):-5] for p in (files("manifpt") / "configs").iterdir()
+                   if p.name.startswith("experiments-"))
+    assert {"default", "photos", "photos64"} <= set(names)
+    for name in names:
+        cfg = load_experiment_config(name)
+        for ds in cfg.datasets.values():
+            assert ds.real in REAL_SETS and ds.zoo in bundled_configs(), name
+            load_config(ds.zoo)
+        assert set(cfg.spaces) <= set(list_spaces()), name
+        assert cfg.baselines == "all" or set(cfg.baselines) <= set(list_baselines()), name
+    assert REAL_SETS["photos64"](3, 0).shape == (3, 64, 64, 3)

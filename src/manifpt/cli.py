@@ -242,9 +242,13 @@ def fit(
 
 @app.command("compare")
 def compare(
+    ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
     generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
+    config: Annotated[Path | None, typer.Option(
+        help="YAML of compare settings (any field of compare.CompareConfig: arch, depth, space_options, "
+             "baseline_options, ...); options given on the command line override it.")] = None,
     methods: Annotated[str, typer.Option(help="Baselines: 'all', 'none' or a comma list.")] = "all",
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb,freq,sl,ssl",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
@@ -259,12 +263,27 @@ def compare(
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
     from .baselines import list_baselines
     from .compare import CompareConfig, compare_run
+    from .errors import DataError
     from .report import paper_table
 
     names = list_baselines() if methods == "all" else [] if methods == "none" else [m for m in methods.split(",") if m]
-    cfg = CompareConfig(real=str(real), generated=str(generated), target=target,
-                        spaces=[s for s in spaces.split(",") if s], methods=names, seeds=list(range(seeds)),
-                        max_per_class=max_per_class, epochs=epochs, size=size, projections=projection.split(","))
+    cli = {"target": target, "spaces": [s for s in spaces.split(",") if s], "methods": names,
+           "seeds": list(range(seeds)), "max_per_class": max_per_class, "epochs": epochs, "size": size,
+           "projections": projection.split(",")}
+    source = {"spaces": "spaces", "methods": "methods", "seeds": "seeds", "max_per_class": "max_per_class",
+              "epochs": "epochs", "size": "size", "projections": "projection", "target": "target"}
+    settings: dict[str, Any] = {}
+    if config is not None:
+        try:
+            settings = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise DataError(f"{config}: not readable YAML ({getattr(e, 'problem', None) or e})") from None
+        if not isinstance(settings, dict):
+            raise DataError(f"{config}: expected a mapping of compare settings")
+        # (by name: typer may bring its own copy of click's ParameterSource enum)
+        cli = {k: v for k, v in cli.items()
+               if k not in settings or getattr(ctx.get_parameter_source(source[k]), "name", "") == "COMMANDLINE"}
+    cfg = CompareConfig(**{**settings, **cli, "real": str(real), "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
     print_table(*paper_table(rows), f"{out}: {target} attribution")
     bad = out / "bad_files.csv"

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -62,6 +63,15 @@ class PrunedStats:
     refined_pairs: int = 0  # float32 direct distances computed
     exact_pairs: int = 0  # of which recomputed in float64 (the finalists)
     rounds: int = 0
+    #: where search time goes (s): the queries' sketches, the bound GEMM + selection, float32 refinement,
+    #: float64 finalists; the rest of ``search`` is bookkeeping (sorting survivors, thresholds)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("sketch", "bounds", "refine", "exact",
+                                                                              "total"), 0.0))
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
 
 
 def _sqnorms(a: np.ndarray) -> np.ndarray:
@@ -264,7 +274,9 @@ class SketchIndex:
         below them too."""
         nq, n = len(x), self.n_
         limit = np.inf if budget is None else budget * nq
+        clock = t_start = time.perf_counter()
         q = self._query(x)
+        clock = self.stats.add("sketch", clock)
         lb = self._bounds(q)
         seed_n = min(n, k if self.m1_ == self.m_ else max(self.first, k))
         take = min(n, seed_n if self.m1_ == self.m_ else 4 * seed_n)
@@ -278,11 +290,14 @@ class SketchIndex:
             lb2 = self.pair_bounds(q, np.repeat(rows, take), part.ravel()).reshape(nq, take)
             part = np.take_along_axis(part, np.argsort(lb2, axis=1, kind="stable")[:, :seed_n], 1)
         qi0, idx0 = np.repeat(rows, seed_n), part.ravel()
+        clock = self.stats.add("bounds", clock)
         d0 = direct_sqdist32(self.base_, x, qi0, idx0)
+        clock = self.stats.add("refine", clock)
         t, thresh = self._upper(d0, qi0, nq, k)
         lb.put(qi0, idx0, np.float32(np.inf))  # refined already
         qi, idx, lb1 = lb.below(thresh)
         del lb
+        self.stats.add("bounds", clock)
         # L₂ over all m directions where it is tighter than the GEMM's L₁ (m₁ < m), else L₁ itself
         lb2 = self.pair_bounds(q, qi, idx) if len(qi) and self.m1_ < self.m_ else lb1
         keep = lb2 <= thresh[qi]
@@ -299,7 +314,9 @@ class SketchIndex:
             refined += int(win.sum())
             if refined > limit:
                 raise PruningDoesNotPay(f"{refined} refined pairs for {nq} queries over {n} points")
+            clock = time.perf_counter()
             got_d.append(direct_sqdist32(self.base_, x, qi[win], idx[win]))
+            self.stats.add("refine", clock)
             got_q.append(qi[win])
             got_i.append(idx[win])
             t, thresh = self._upper(np.concatenate(got_d), np.concatenate(got_q), nq, k)
@@ -312,7 +329,11 @@ class SketchIndex:
         qa, ia = qa[final], ia[final]
         self.stats.refined_pairs += refined
         self.stats.exact_pairs += len(qa)
-        return best_k(pair_sqdist(x, qa, ia), qa, ia, nq, k)
+        clock = time.perf_counter()
+        exact = pair_sqdist(x, qa, ia)
+        self.stats.add("exact", clock)
+        self.stats.add("total", t_start)
+        return best_k(exact, qa, ia, nq, k)
 
 
 class _HostBounds:

@@ -53,7 +53,7 @@ def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
         res = files("manifpt") / "configs" / f"experiments-{name_or_path}.yaml"
         if not res.is_file():
             raise UsageError(f"no experiment config '{name_or_path}': not a YAML file, nor a bundled preset "
-                             "(default, quick, photos, tiny)")
+                             "(default, quick, photos, photos64, tiny)")
         text = res.read_text()
     try:
         doc = yaml.safe_load(text)

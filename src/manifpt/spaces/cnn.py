@@ -19,6 +19,8 @@ from ..runtime import to_float_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: feed the CNN channels-last tensors (benchmarks/throughput.py measures both layouts)
+CHANNELS_LAST = False
 #: torchvision's file names for the ImageNet ResNet50 weights (V1 is what the authors' code used).
 RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
 
@@ -138,4 +140,6 @@ def preprocess(images: np.ndarray, device: torch.device, resolution: int,
 def run_backbone(backbone: Backbone, images: np.ndarray, device: torch.device, resolution: int,
                  crop: float = 0.875) -> np.ndarray:
     x = preprocess(images, device, resolution, backbone.mean, backbone.std, crop)
+    if CHANNELS_LAST:
+        x = x.contiguous(memory_format=torch.channels_last)
     return backbone.model(x).float().cpu().numpy()
