@@ -8,30 +8,35 @@ s = Pᵀ(y − μ) and the residual norm r = ‖(y − μ) − P s‖:
     ‖x − y‖² = ‖s_x − s_y‖² + ‖res_x − res_y‖²  ≥  ‖s_x − s_y‖² + (r_x − r_y)²  =: L(x, y)
 
 (Pythagoras on the orthogonal split, the reverse triangle inequality on the complement). A search
-computes L to every base point (one nq×m by m×N float64 GEMM: m/D of brute force's arithmetic), then
-exact float64 distances in increasing order of L, until every remaining L exceeds the k-th best exact
-distance. What is never computed cannot be in the top k, so the answer is exact by construction.
+computes L to every base point (one nq×(m+1) by (m+1)×N float32 GEMM: (m+1)/D of brute force's
+arithmetic), then refines in increasing order of L, until every remaining L exceeds an upper bound T
+on the k-th distance. What is never refined cannot be in the top k, so the answer is exact by
+construction.
+
+Refinement is two-tier. Every surviving pair gets Σ(x − y)² in float32 as differences
+(``direct_sqdist32``: its error is relative to the distance itself, ≤ γ_{D+2}·d in any order, so it
+gives T and excludes almost every pair); only the finalists that this cannot exclude (usually k per
+query) get the exact float64 distance (``search.exact_sqdist``, the function float64 brute force
+uses) and are ranked by (distance, index). Refinement runs on all cores and reads only the refined
+base rows, so the base can stay on disk (``cache.DiskRows``): RAM holds the float32 sketch
+(N·(m+1)), the norms and one batch of bounds.
 
 A cascade makes the bound tighter where it matters: the principal directions are nested, so one
 sketch of m columns holds every shorter one. L over the first ``m1`` columns is computed for every
-base point (the GEMM); a point that it cannot prune gets L over all m columns (m multiply-adds, not
-D) and only a point that this cannot prune gets its exact distance. On 64×64 photo crops (N = 10k),
-L with 512 columns leaves ~20 points per query that need their exact distance, with 64 columns ~170.
-``ExactKNN`` uses one level (m₁ = m): at N = 50k the per-pair gathers of the second level cost more
-than the GEMM over all m columns (7.4 s against 0.25 s for 200 queries).
+base point (the GEMM); a point that it cannot prune gets L over all m columns in float64 (m
+multiply-adds, not D). ``ExactKNN`` uses one level (m₁ = m): at N = 50k the per-pair gathers of the
+second level cost more than the GEMM over all m columns.
 
-Rounding. "Exact" means equal to float64 brute force (``search.exact_sqdist``), ties by index. The
-computed P is not exactly orthonormal (δ = ‖PᵀP − I‖_F is measured, ~1e-15) and every float64 sum
-rounds, so L is used only through a certified lower value: the sketch term is divided by 1 + δ, the
-residual norms are intervals (‖s‖² scaled by 1/(1 ± δ)), and an absolute slack c·(‖x_c‖ + ‖y_c‖)²
-with c = 16·(D + m)·√m·u₆₄ (u₆₄ = 2⁻⁵³) covers the GEMMs' and norms' rounding (Higham's γ_n bounds,
-with a safety factor of 4). A point is pruned only if that lower value exceeds d̂_k·(1 + 2γ_D), where
-d̂_k is the computed k-th distance and γ_D = (D + 2)·u₆₄ bounds exact_sqdist's own rounding; its
-computed distance is then strictly larger than d̂_k, so float64 brute force would not pick it either
-(tested at near-ties, duplicates, far-off queries and m ≥ rank of the base).
-
-The engine reads base rows only for the pairs it refines (sorted, per round), so the base can stay in
-an on-disk memmap: RAM holds the sketches (N·m float64), the norms and one batch.
+Rounding. "Exact" means equal to float64 brute force, ties by index. The computed P is not exactly
+orthonormal (δ = ‖PᵀP − I‖_F is measured, ~1e-15); the sketch is computed in float64 with an
+absolute slack c·‖·‖², c = 16·(D + m)·√m·u₆₄ (Higham's γ_n bounds with a safety factor of 4); the
+residual norms are intervals. The float32 GEMM's inputs are the rounded sketch, whose error and the
+expanded form's are folded into one separable slack K·(‖x_c‖² + ‖y_c‖²) (see ``fit``). A point is
+pruned only if its certified bound exceeds T·(1 + 3γ_D) (γ_D = γ_{D+2} in float64), where T is the
+k-th smallest float32 distance times (1 + ε), ε bounding ``direct_sqdist32``'s error: its float64
+distance then exceeds T(1 + γ_D), which bounds the float64 distances of k finalists, so float64
+brute force ranks it below them too (tested at near-ties, duplicates, far-off queries, m ≥ rank of
+the base, and through the torch path that runs the bounds on a GPU).
 """
 
 from __future__ import annotations
@@ -143,9 +148,10 @@ class SketchIndex:
         # Level 1 as one float32 GEMM: L₁ = ‖v_x − v_y‖² − K(‖x_c‖² + ‖y_c‖²) with v = fl32(s₁/√(1+δ), r̂₁),
         # r̂₁ the midpoint of the residual interval. Every slack is separable, via (a + b)² ≤ 2(a² + b²):
         # the interval half-widths (≤ ε‖·‖, ε = √(2δ + 2c)), the float64 sketch's rounding (2c), the
-        # cast to float32 (‖v − u‖ ≤ u₃₂‖u‖: 4u₃₂) and the float32 expanded form (2γ₃₂ over m₁ + 6 terms).
+        # cast to float32 (‖v − u‖ ≤ u₃₂‖u‖: 4u₃₂) and the float32 expanded form (2(γ_{m₁+3} + 4u₃₂), as
+        # ``search.error_bound_coeff``, ≤ 2γ_{m₁+8}); 1.02 covers ‖u‖² ≤ (1 + c)‖x_c‖² and the products.
         self.eps_ = math.sqrt(2 * self.delta_ + 2 * self.slack_)
-        self.k1_ = 1.02 * (2 * self.slack_ + 4 * self.eps_ + 4 * U32 + 2 * gamma(self.m1_ + 6, U32))
+        self.k1_ = 1.02 * (2 * self.slack_ + 4 * self.eps_ + 4 * U32 + 2 * gamma(self.m1_ + 8, U32))
         two = self.m1_ < self.m_
         self.v_ = np.empty((n, self.m1_ + 1), np.float32)
         self.norm2_ = np.empty(n, np.float64)
