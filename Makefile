@@ -53,6 +53,7 @@ bench: $(STAMP) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
 	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png
+	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

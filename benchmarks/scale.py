@@ -61,8 +61,12 @@ def reference_nn(q: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
+    import os
+    import tempfile
+
     import faiss
 
+    from manifpt.cache import DiskRows
     from manifpt.datasets import load_photos
     from manifpt.demo import planted_model
     from manifpt.search import ExactKNN
@@ -84,15 +88,33 @@ def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
         t = time.perf_counter()
         engines[name] = ExactKNN(name).fit(base)
         build[name] = time.perf_counter() - t
+    # out of core: the base in a file read with pread (``Manifold`` with a memory budget); "cold" evicts
+    # the file from the page cache before every search, so every refined row is read from the disk
+    tmp = tempfile.TemporaryDirectory(dir=os.environ.get("MANIFPT_BENCH_TMP"))
+    disk = DiskRows(Path(tmp.name) / "base.f32", base.shape, np.float32, "w+")
+    for lo in range(0, n, 4096):
+        disk[lo:lo + 4096] = base[lo:lo + 4096]
+    disk.flush()
+    budget = 4 * 2**30  # 4 GiB for the sketch, one batch of bounds, the PCA sample and refinement blocks
+    t = time.perf_counter()
+    engines["pruned_disk"] = ExactKNN("pruned", memory_budget=budget).fit(disk)
+    build["pruned_disk"] = time.perf_counter() - t
+    engines["pruned_disk_cold"] = engines["pruned_disk"]
+
+    def evict() -> None:
+        os.posix_fadvise(disk._fd, 0, 0, os.POSIX_FADV_DONTNEED)
     out = {"size": size, "dim": dim, "n_real": n, "n_queries": nq, "build_s": build,
            "sketch_dim": engines["pruned"].sketch_.m_, "sketch_mb": engines["pruned"].sketch_.nbytes / 2**20,
            "faiss_index_mb": base.nbytes / 2**20, "rss_after_data_mb": rss_data, "queries": {}}
     for qname, q in queries.items():
         ref = reference_nn(q, base)
-        times: dict[str, list[float]] = {"faiss_plain": [], "faiss": [], "pruned": []}
+        names = ("faiss_plain", "pruned", "faiss", "pruned_disk", "pruned_disk_cold")
+        times: dict[str, list[float]] = {k: [] for k in names}
         answers = {}
-        for _ in range(repeats):  # A-B-A: plain, certified, pruned, plain, ...
-            for name in ("faiss_plain", "pruned", "faiss"):
+        for _ in range(repeats):  # A-B-A: plain, pruned, certified, pruned from disk (warm, cold), plain, ...
+            for name in names:
+                if name == "pruned_disk_cold":
+                    evict()
                 t = time.perf_counter()
                 if name == "faiss_plain":
                     answers[name] = plain.search(q, 1)[1][:, 0]
@@ -113,14 +135,17 @@ def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
         st.refined_pairs = st.queries = st.exact_pairs = 0
         st.seconds = dict.fromkeys(st.seconds, 0.0)
     out["peak_rss_mb"] = vm_hwm_mb()
+    disk.close()
+    tmp.cleanup()
     return out
 
 
 def table(rows: list[dict]) -> str:
     """The README's Markdown table from scale.json's rows."""
     head = ("| px | d | N real | queries | m | FAISS ms/query | pruned ms/query | pruned × FAISS | certified FAISS × "
-            "| refined / exact per query | pruned ms/query: sketch / bounds / refine / exact | wrong NN "
-            "(pruned / certified / plain) | build s (pruned / FAISS) | sketch MB | peak RSS MB |")
+            "| from disk ms/query (warm / cold) | refined / exact per query "
+            "| pruned ms/query: sketch / bounds / refine / exact | wrong NN (pruned / disk / certified / plain) "
+            "| build s (pruned / FAISS) | sketch MB | peak RSS MB |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         for qn, q in r["queries"].items():
@@ -128,9 +153,11 @@ def table(rows: list[dict]) -> str:
             lines.append(
                 f"| {r['size']} | {r['dim']} | {r['n_real']} | {r['n_queries']} {qn} | {r['sketch_dim']} "
                 f"| {1e3 * s['faiss_plain'] / r['n_queries']:.2f} | {1e3 * s['pruned'] / r['n_queries']:.2f} "
-                f"| **{x['pruned']:.2f}** | {x['faiss']:.2f} | {q['pruned_refined_per_query']:.0f} / "
+                f"| **{x['pruned']:.2f}** | {x['faiss']:.2f} | {1e3 * s['pruned_disk'] / r['n_queries']:.2f} / "
+                f"{1e3 * s['pruned_disk_cold'] / r['n_queries']:.2f} | {q['pruned_refined_per_query']:.0f} / "
                 f"{q['pruned_exact_per_query']:.1f} | {ms['sketch']:.2f} / {ms['bounds']:.2f} / {ms['refine']:.2f} / "
-                f"{ms['exact']:.2f} | {w['pruned']} / {w['faiss']} / {w['faiss_plain']} "
+                f"{ms['exact']:.2f} | {w['pruned']} / {max(w['pruned_disk'], w['pruned_disk_cold'])} / {w['faiss']} / "
+                f"{w['faiss_plain']} "
                 f"| {r['build_s']['pruned']:.1f} / {r['build_s']['faiss_plain']:.1f} | {r['sketch_mb']:.0f} "
                 f"| {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
@@ -145,12 +172,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, qn in zip(axes, ("natural", "generated"), strict=True):
-        for dim in sorted({r["dim"] for r in rows}):
+        for c, dim in enumerate(sorted({r["dim"] for r in rows})):
             rs = sorted((r for r in rows if r["dim"] == dim), key=lambda r: r["n_real"])
             n = [r["n_real"] for r in rs]
-            for eng, style in (("faiss_plain", "--"), ("pruned", "-")):
+            for eng, style, label in (("faiss_plain", "--", "FAISS"), ("pruned", "-", "pruned"),
+                                      ("pruned_disk_cold", ":", "pruned, base on disk (cold)")):
                 ms = [1e3 * r["queries"][qn]["seconds"][eng] / r["n_queries"] for r in rs]
-                ax.plot(n, ms, style, marker="o", label=f"{'FAISS' if eng == 'faiss_plain' else 'pruned'} d={dim}")
+                ax.plot(n, ms, style, color=f"C{c}", marker="o", label=f"{label}, d = {dim}")
         ax.set(xscale="log", yscale="log", xlabel="N real", title=f"{qn} queries")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ms per query (k = 1, 2 cores)")
