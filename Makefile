@@ -52,7 +52,7 @@ demo: $(STAMP) data-deps
 bench: $(STAMP) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
-	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png
+	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png $(if $(wildcard runs/zoo64/gen/models.yaml),--zoo runs/zoo64/gen)
 	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
 
 clean:

@@ -60,7 +60,7 @@ def reference_nn(q: np.ndarray, base: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
+def run_one(size: int, n: int, nq: int, repeats: int, zoo: Path | None = None) -> dict:
     import os
     import tempfile
 
@@ -77,6 +77,13 @@ def run_one(size: int, n: int, nq: int, repeats: int) -> dict:
     base = flat(load_photos(n, "a", size, seed=0))
     queries = {"natural": flat(load_photos(nq, "b", size, seed=1)),
                "generated": flat(planted_model(load_photos(nq, "b", size, seed=2), "nearest+checker"))}
+    if zoo is not None:  # samples of generative models trained on these photographs (the 64 px zoo)
+        from manifpt.data import GeneratedSet
+
+        gen = GeneratedSet.from_folder(zoo, show_progress=False).images
+        if gen.shape == (size, size, 3):
+            pick = np.sort(np.random.default_rng(3).choice(len(gen), min(nq, len(gen)), replace=False))
+            queries["zoo"] = flat(gen.load(pick))
     rss_data = vm_hwm_mb()
     dim = base.shape[1]
     t = time.perf_counter()
@@ -170,10 +177,13 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, qn in zip(axes, ("natural", "generated"), strict=True):
+    kinds = [k for k in ("natural", "generated", "zoo") if any(k in r["queries"] for r in rows)]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 4), sharey=True)
+    for ax, qn in zip(axes, kinds, strict=True):
         for c, dim in enumerate(sorted({r["dim"] for r in rows})):
-            rs = sorted((r for r in rows if r["dim"] == dim), key=lambda r: r["n_real"])
+            rs = sorted((r for r in rows if r["dim"] == dim and qn in r["queries"]), key=lambda r: r["n_real"])
+            if not rs:
+                continue
             n = [r["n_real"] for r in rs]
             for eng, style, label in (("faiss_plain", "--", "FAISS"), ("pruned", "-", "pruned"),
                                       ("pruned_disk_cold", ":", "pruned, base on disk (cold)")):
@@ -182,7 +192,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="N real", title=f"{qn} queries")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ms per query (k = 1, 2 cores)")
-    axes[1].legend(fontsize=7)
+    axes[-1].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -196,6 +206,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-gb", type=float, default=16.0, help="skip configs whose base would exceed this")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/scale.json"))
+    ap.add_argument("--zoo", type=Path, help="a generated folder (e.g. the 64 px zoo): its samples are a third "
+                    "query kind at their image size")
     ap.add_argument("--one", nargs=2, type=int, metavar=("SIZE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--report", type=Path, metavar="JSON", help="print the Markdown table of an earlier run's JSON")
     ap.add_argument("--plot", type=Path, help="also write the cost-growth plot (PNG) here")
@@ -207,7 +219,7 @@ def main() -> None:
             plot(rows, a.plot)
         return
     if a.one:
-        print(json.dumps(run_one(a.one[0], a.one[1], a.queries, a.repeats)))
+        print(json.dumps(run_one(a.one[0], a.one[1], a.queries, a.repeats, a.zoo)))
         return
     rows, skipped = [], []
     for size in map(int, a.sizes.split(",")):
@@ -217,7 +229,7 @@ def main() -> None:
                 skipped.append({"size": size, "n_real": n, "why": f"needs ~{gb:.0f} GB > --max-gb {a.max_gb}"})
                 continue
             cmd = [sys.executable, __file__, "--one", str(size), str(n), "--queries", str(a.queries),
-                   "--repeats", str(a.repeats)]
+                   "--repeats", str(a.repeats)] + (["--zoo", str(a.zoo)] if a.zoo else [])
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
             r = rows[-1]
