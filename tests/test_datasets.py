@@ -198,7 +198,7 @@ def test_photos_cli(tmp_path: Path) -> None:
     r = runner.invoke(data_app, ["photos", "--out", str(tmp_path / "p64"), "--n", "6", "--group", "a", "--size", "64"])
     assert r.exit_code == 0, r.output
     s64 = ImageSet.from_folder(tmp_path / "p64", show_progress=False)
-    assert len(s64) == 6 and s64.shape == (64, 64, 3)
+    assert len(s64) == 6 and s64.shape == (64, 64, 3) and s64.bad == []  # its source.json is not reported
     src = json.loads((tmp_path / "p64" / "source.json").read_text())
     assert src["name"] == "photos64-a" and src["photographs"] == photo_groups(list(datasets.real_photographs()))[0]
     assert runner.invoke(data_app, ["photos", "--out", str(tmp_path / "p48"), "--size", "48"]).exit_code != 0

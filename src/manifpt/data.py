@@ -317,6 +317,17 @@ def generated_root_extra(name: str, is_dir: bool) -> bool:
     (``models.yaml``, the zoo's ``timings.json``, a README) and folders named ``_*`` (tools' own work,
     e.g. the zoo's ``_train/`` checkpoints). Images there are still reported as outside a model folder."""
     return name.startswith("_") if is_dir else Path(name).suffix.lower() not in Image.registered_extensions()
+
+
+#: the provenance file ``manifpt data`` writes beside the images of a real set (never reported)
+REAL_SOURCE_FILE = "source.json"
+
+
+def real_root_extra(name: str, is_dir: bool) -> bool:
+    """What a real folder may hold beside its images without a report: manifpt's own ``source.json``."""
+    return not is_dir and name == REAL_SOURCE_FILE
+
+
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"))
 
@@ -438,7 +449,7 @@ class ImageSet:
         root = Path(root)
         listed: list[BadFile] = []
         if files is None:
-            files, listed = find_images(root)
+            files, listed = find_images(root, ignore=real_root_extra)
         else:
             files = list(files)
         workers = workers or min(16, 2 * (os.cpu_count() or 2))

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .cache import cache_dir, write_json
+from .data import REAL_SOURCE_FILE
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 
@@ -360,5 +361,5 @@ def prepare_real(name: str, out: str | Path, n: int | None = None, seed: int = 0
             names = photo_groups(names)[0 if name.endswith("-a") else 1]
         info["photographs"] = names
     # JSON rather than an image so the data layer never mistakes it for a sample
-    write_json(out / "source.json", info)
+    write_json(out / REAL_SOURCE_FILE, info)
     return out
