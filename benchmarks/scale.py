@@ -192,7 +192,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="N real", title=f"{qn} queries")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ms per query (k = 1, 2 cores)")
-    axes[-1].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("exact 1-NN search: FAISS IndexFlatL2 (dashed), pruned (solid), pruned with the base on disk, "
+                 "cold page cache (dotted)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

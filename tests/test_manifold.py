@@ -131,7 +131,8 @@ def test_out_of_core_manifold_stays_within_its_memory_budget(tmp_path) -> None:
     np.testing.assert_array_equal(res["index"], ref)
     grew = res["rss_after_mb"] - res["rss_before_mb"]
     print(f"out of core: {emb.nbytes / 2**20:.0f} MiB of embeddings, {budget / 2**20:.0f} MiB budget, peak RSS "
-          f"grew {grew:.0f} MiB, {res['refined']} refined pairs for {len(q)} queries")
+          f"{res['rss_before_mb']:.0f} MiB after imports, grew {grew:.0f} MiB; {res['refined']} refined pairs for "
+          f"{len(q)} queries")
     assert grew <= budget / 2**20 + 32, f"peak RSS grew {grew:.0f} MB for a {budget / 2**20:.0f} MB budget"
 
 
