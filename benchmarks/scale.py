@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-HEAVY = 2.2  # base + FAISS copy + slack, in units of the base's bytes
+from manifpt.manifold import IN_MEMORY_FACTOR
+
 
 
 def vm_hwm_mb() -> float:
@@ -226,7 +227,7 @@ def main() -> None:
     rows, skipped = [], []
     for size in map(int, a.sizes.split(",")):
         for n in map(int, a.n.split(",")):
-            gb = n * size * size * 3 * 4 * HEAVY / 2**30
+            gb = n * size * size * 3 * 4 * IN_MEMORY_FACTOR / 2**30  # base + FAISS copy + slack
             if gb > a.max_gb:
                 skipped.append({"size": size, "n_real": n, "why": f"needs ~{gb:.0f} GB > --max-gb {a.max_gb}"})
                 continue
