@@ -29,7 +29,6 @@ import numpy as np
 from manifpt.manifold import IN_MEMORY_FACTOR
 
 
-
 def vm_hwm_mb() -> float:
     with open("/proc/self/status") as fh:
         return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM")) / 1024
