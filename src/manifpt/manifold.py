@@ -3,8 +3,8 @@
 ``Manifold(space).fit(real)`` embeds the real set (streamed in batches, stored on disk as a raw
 float32 file keyed by the real set's content hash and the space's settings, resumable) and builds
 an exact k-NN index (``search.ExactKNN``): over the memory-mapped file when the search fits the
-memory budget, else out of core over rows read on demand (``cache.DiskRows``). ``project`` returns each image's nearest real sample;
-``artifacts`` returns ``embed(x_G) − embed(x*)`` (paper Sec. 2.2).
+memory budget, else out of core over rows read on demand (``cache.DiskRows``). ``project`` returns
+each image's nearest real sample; ``artifacts`` returns ``embed(x_G) − embed(x*)`` (paper Sec. 2.2).
 
 A query image whose pixels are byte-identical to a real image takes that image's stored
 embedding, so real images in the real set have exactly zero artifact in every space, even where a
