@@ -56,6 +56,10 @@ def test_compare_cli(folders, tmp_path) -> None:
     (tmp_path / "bad.yaml").write_text("spaces: [rgb]\nlearning_rate: 3\n")
     r = CliRunner().invoke(app, [*args[:-5], "--config", str(tmp_path / "bad.yaml")])
     assert r.exit_code == 2 and "learning_rate" in r.output
+    for text, why in (("spaces: [rgb\n", "not readable YAML"), ("- rgb\n", "expected a mapping")):
+        (tmp_path / "bad.yaml").write_text(text)
+        r = CliRunner().invoke(app, [*args[:-5], "--config", str(tmp_path / "bad.yaml")])
+        assert r.exit_code == 1 and why in r.output and "Traceback" not in r.output
 
 
 def test_image_arch_applies_to_image_artifacts_only(folders, tmp_path) -> None:

@@ -150,3 +150,12 @@ def test_every_bundled_preset_names_real_sets_zoos_spaces_and_baselines_that_exi
         assert set(cfg.spaces) <= set(list_spaces()), name
         assert cfg.baselines == "all" or set(cfg.baselines) <= set(list_baselines()), name
     assert REAL_SETS["photos64"](3, 0).shape == (3, 64, 64, 3)
+
+
+def test_an_unreadable_preset_file_is_a_data_error(tmp_path) -> None:
+    from manifpt.errors import DataError
+
+    for text, why in (("name: [x\n", "not readable YAML"), ("", "expected a mapping")):
+        (tmp_path / "p.yaml").write_text(text)
+        with pytest.raises(DataError, match=why):
+            load_experiment_config(tmp_path / "p.yaml")

@@ -101,6 +101,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def yaml_mapping(text: str, where: str | Path, empty_ok: bool = False) -> dict[str, Any]:
+    """A YAML document that must be a mapping of settings; unreadable YAML or another type is a
+    ``DataError`` naming ``where`` (an empty document is ``{}`` when ``empty_ok``)."""
+    import yaml
+
+    from .errors import DataError
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DataError(f"{where}: not readable YAML ({getattr(e, 'problem', None) or e})") from None
+    if doc is None and empty_ok:
+        return {}
+    if not isinstance(doc, dict):
+        raise DataError(f"{where}: expected a mapping of settings, got a {type(doc).__name__}")
+    return doc
+
+
 def read_text(path: str | Path) -> str:
     """Read text written by ``atomic_write_text`` (non-UTF-8 file names come back byte for byte)."""
     return Path(path).read_bytes().decode("utf-8", "surrogateescape")

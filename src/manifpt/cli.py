@@ -262,8 +262,8 @@ def compare(
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
     from .baselines import list_baselines
+    from .cache import yaml_mapping
     from .compare import CompareConfig, compare_run
-    from .errors import DataError
     from .report import paper_table
 
     names = list_baselines() if methods == "all" else [] if methods == "none" else [m for m in methods.split(",") if m]
@@ -274,12 +274,7 @@ def compare(
               "epochs": "epochs", "size": "size", "projections": "projection", "target": "target"}
     settings: dict[str, Any] = {}
     if config is not None:
-        try:
-            settings = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise DataError(f"{config}: not readable YAML ({getattr(e, 'problem', None) or e})") from None
-        if not isinstance(settings, dict):
-            raise DataError(f"{config}: expected a mapping of compare settings")
+        settings = yaml_mapping(config.read_text(), config, empty_ok=True)
         # (by name: typer may bring its own copy of click's ParameterSource enum)
         cli = {k: v for k, v in cli.items()
                if k not in settings or getattr(ctx.get_parameter_source(source[k]), "name", "") == "COMMANDLINE"}

@@ -6,10 +6,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import DataError, UsageError
+from ..cache import yaml_mapping
+from ..errors import UsageError
 
 
 class DatasetConfig(BaseModel):
@@ -55,10 +55,4 @@ def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
             raise UsageError(f"no experiment config '{name_or_path}': not a YAML file, nor a bundled preset "
                              "(default, quick, photos, photos64, tiny)")
         text = res.read_text()
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise DataError(f"{name_or_path}: not readable YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{name_or_path}: expected a mapping of settings, got a {type(doc).__name__}")
-    return ExperimentConfig(**doc)
+    return ExperimentConfig(**yaml_mapping(text, name_or_path))
