@@ -136,6 +136,7 @@ def test_out_of_core_manifold_stays_within_its_memory_budget(tmp_path) -> None:
     assert grew <= budget / 2**20 + 32, f"peak RSS grew {grew:.0f} MB for a {budget / 2**20:.0f} MB budget"
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # a double close
 def test_disk_rows_index_like_numpy_and_refuse_a_short_file(tmp_path) -> None:
     from manifpt.cache import DiskRows
     from manifpt.errors import UsageError

@@ -165,7 +165,7 @@ class DiskRows:
         self._fd = os.open(self.path, os.O_RDONLY if mode == "r" else os.O_RDWR)
         size = os.fstat(self._fd).st_size
         if size != self.shape[0] * self.row_bytes:
-            os.close(self._fd)
+            self.close()  # (not os.close: __del__ would close the number again, maybe someone else's file)
             raise ValueError(f"{self.path}: {size} bytes, expected {self.shape[0]}×{self.shape[1]} {self.dtype}")
 
     ndim = 2
