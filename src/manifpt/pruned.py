@@ -41,6 +41,7 @@ the base, and through the torch path that runs the bounds on a GPU).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -92,20 +93,36 @@ def _pool() -> ThreadPoolExecutor:
 def direct_sqdist32(base: np.ndarray, x: np.ndarray, qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Σ (x[qi] − base[idx])² per pair in float32, as differences (not the expanded form), so its error
     is relative to the distance itself: |d̃ − d| ≤ γ_{D+2}·d in any summation order. Rows are read in
-    blocks of ~1 MB on all cores (2× float64's speed, a quarter of its memory traffic)."""
+    blocks of ≤ 1 MB of one query each (the query row is broadcast, not gathered) on all cores: 2×
+    float64's speed, a quarter of its memory traffic. The gather of base rows is the floor
+    (``benchmarks/refine_floor.py``)."""
     out = np.empty(len(qi), np.float32)
     step = max(1, 2**18 // x.shape[1])
+    cuts = np.flatnonzero(np.diff(qi)) + 1
+    runs = np.concatenate([[0], cuts, [len(qi)]]).tolist()
+    blocks, lo = [], 0  # (start, stop, one query?): long runs alone, short ones packed up to step rows
+    for a, b in itertools.pairwise(runs):
+        if b - a >= step // 2:
+            if lo < a:
+                blocks.append((lo, a, False))
+            blocks += [(c, min(c + step, b), True) for c in range(a, b, step)]
+            lo = b
+        elif b - lo > step:
+            blocks.append((lo, a, False))
+            lo = a
+    if lo < len(qi):
+        blocks.append((lo, len(qi), False))
 
-    def job(lo: int) -> None:
-        y = np.asarray(base[idx[lo:lo + step]], np.float32)
-        y -= x[qi[lo:lo + step]]
-        out[lo:lo + len(y)] = np.einsum("ij,ij->i", y, y)
+    def job(block: tuple[int, int, bool]) -> None:
+        lo, hi, one = block
+        y = np.asarray(base[idx[lo:hi]], np.float32)
+        y -= x[qi[lo]] if one else x[qi[lo:hi]]
+        out[lo:hi] = np.einsum("ij,ij->i", y, y)
 
-    starts = range(0, len(qi), step)
-    if len(starts) > 1:
-        list(_pool().map(job, starts))
-    elif len(qi):
-        job(0)
+    if len(blocks) > 1:
+        list(_pool().map(job, blocks))
+    elif blocks:
+        job(blocks[0])
     return out
 
 
