@@ -53,6 +53,7 @@ bench: $(STAMP) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
 	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png $(if $(wildcard runs/zoo64/gen/models.yaml),--zoo runs/zoo64/gen)
+	$(PY) benchmarks/refine_floor.py --out runs/bench/refine_floor.json
 	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
 
 clean:

@@ -204,3 +204,21 @@ def test_pruned_bounds_in_torch_give_the_same_answer(patches: np.ndarray, m: int
     np.testing.assert_allclose(d, ref_d, rtol=1e-12)
     assert (idx.lower_bounds(q) <= brute_force_all(q, base)).all()
     assert idx.stats.refined_pairs < 0.5 * len(base) * len(q)
+
+
+@pytest.mark.parametrize("dim", [7, 3072, 2**18 + 5])
+def test_direct_sqdist32_blocks_cover_every_pair_in_any_order(dim: int) -> None:
+    """The refinement packs pairs into blocks (long runs of one query alone, short runs together):
+    every pair must get its own distance whether the pairs come sorted by query, in runs, or shuffled."""
+    from manifpt.pruned import direct_sqdist32
+
+    rng = np.random.default_rng(dim)
+    base = rng.random((50, dim), dtype=np.float32)
+    x = rng.random((9, dim), dtype=np.float32)
+    orders = [np.repeat(np.arange(9), rng.integers(0, 70, 9)), rng.integers(0, 9, 120), np.zeros(0, np.int64),
+              np.sort(rng.integers(0, 9, 3))]
+    for qi in orders:
+        idx = rng.integers(0, 50, len(qi))
+        want = ((base[idx].astype(np.float64) - x[qi]) ** 2).sum(1)
+        got = direct_sqdist32(base, x, qi, idx)
+        assert got.shape == want.shape and np.allclose(got, want, rtol=1e-5)
