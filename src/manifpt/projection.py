@@ -20,37 +20,27 @@ The estimators here share the same exact k-NN search and differ in what they mak
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import UnknownNameError
+from .registry import Registry
 from .search import gather_rows
 
 if TYPE_CHECKING:
     from .manifold import Manifold
 
-_REGISTRY: dict[str, type[Projector]] = {}
-
-
-def register_projector(name: str) -> Callable[[type[Projector]], type[Projector]]:
-    def deco(cls: type[Projector]) -> type[Projector]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-    return deco
+#: every estimator of x*, by name (all defined in this module)
+PROJECTORS: Registry[type[Projector]] = Registry("projection")
+register_projector = PROJECTORS.register
 
 
 def get_projector(name: str, **kwargs: Any) -> Projector:
-    try:
-        return _REGISTRY[name](**kwargs)
-    except KeyError:
-        raise UnknownNameError("projection", name, _REGISTRY) from None
+    return PROJECTORS.create(name, **kwargs)
 
 
 def list_projectors() -> list[str]:
-    return sorted(_REGISTRY)
+    return PROJECTORS.names()
 
 
 class Projector(ABC):

@@ -14,7 +14,6 @@ small stratified cross-validation *inside* ``fit``, on the training images only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,39 +25,29 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import UnknownNameError
+from ..registry import Registry
 
-_REGISTRY: dict[str, type[Baseline]] = {}
+#: every prior method, by name; the built-in ones live in these modules
+BASELINES: Registry[type[Baseline]] = Registry(
+    "baseline", [f"manifpt.baselines.{m}" for m in ("durall20", "dzanic20", "marra18", "marra19", "mcclo18",
+                                                    "nataraj19", "wang20", "yu19")])
 
 #: ITU-R BT.601 luma weights: what OpenCV's ``imread(path, 0)`` uses, i.e. the grayscale that the
 #: frequency baselines' reference code (Durall et al.) computes its spectra on.
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
 
-def register_baseline(name: str) -> Callable[[type[Baseline]], type[Baseline]]:
-    """Class decorator: make a baseline available as ``get_baseline(name)``."""
-
-    def deco(cls: type[Baseline]) -> type[Baseline]:
-        if name in _REGISTRY:
-            raise ValueError(f"baseline '{name}' is already registered by {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+#: class decorator: make a baseline available as ``get_baseline(name)``
+register_baseline = BASELINES.register
 
 
 def get_baseline(name: str, **kwargs: Any) -> Baseline:
-    """Instantiate a registered baseline by name (``mcclo18``, ``nataraj19``, ``durall20``, ``dzanic20``)."""
-    try:
-        cls = _REGISTRY[name.lower()]
-    except KeyError:
-        raise UnknownNameError("baseline", name, _REGISTRY) from None
-    return cls(**kwargs)
+    """Instantiate a registered baseline by name (``mcclo18``, ``nataraj19``, ``durall20``, ...)."""
+    return BASELINES.create(name, **kwargs)
 
 
 def list_baselines() -> list[str]:
-    return sorted(_REGISTRY)
+    return BASELINES.names()
 
 
 def check_images(images: np.ndarray) -> np.ndarray:
@@ -167,7 +156,8 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The most probable class of each image (argmax of ``predict_proba``, so the two always agree)."""
-        return self.classes_[self.predict_proba(images).argmax(axis=1)]
+        proba = self.predict_proba(images)  # first: an unfitted baseline raises NotFittedError there
+        return self.classes_[proba.argmax(axis=1)]
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable record of the method: name, paper, parameters and deviations."""

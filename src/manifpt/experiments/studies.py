@@ -17,19 +17,15 @@ from scipy.stats import spearmanr
 from ..evaluate import row
 from ..fit import artifact_store, subsample
 from ..metrics import kmeans_nmi, mean_std
+from ..registry import Registry
 from ..report import Section, fmt_pm, paper_table
 from .context import ATTRIBUTOR_KEYS, Context, Prepared, subset_folder
 from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
 
 Study = Callable[[Context, Path], tuple[list[dict[str, Any]], list[Section]]]
-STUDIES: dict[str, Study] = {}
-
-
-def study(name: str) -> Callable[[Study], Study]:
-    def deco(fn: Study) -> Study:
-        STUDIES[name] = fn
-        return fn
-    return deco
+#: every study, by name (all defined in this module)
+STUDIES: Registry[Study] = Registry("study", attr=None)
+study = STUDIES.register
 
 
 def _first(ctx: Context) -> Prepared:

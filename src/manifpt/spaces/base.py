@@ -5,41 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..data import ImageSource
-from ..errors import UnknownNameError
+from ..registry import Registry
 
-_REGISTRY: dict[str, type[Space]] = {}
-
-
-def register_space(name: str) -> Callable[[type[Space]], type[Space]]:
-    """Class decorator: make a space available as ``get_space(name)``."""
-
-    def deco(cls: type[Space]) -> type[Space]:
-        if name in _REGISTRY:
-            raise ValueError(f"space '{name}' is already registered by {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+#: every embedding space, by name; the built-in ones live in these modules
+SPACES: Registry[type[Space]] = Registry("space", ("manifpt.spaces.pixel", "manifpt.spaces.sl", "manifpt.spaces.ssl"))
+#: class decorator: make a space available as ``get_space(name)``
+register_space = SPACES.register
 
 
 def get_space(name: str, **kwargs: Any) -> Space:
     """Instantiate a registered embedding space by name (``rgb``, ``freq``, ``sl``, ``ssl``)."""
-    try:
-        cls = _REGISTRY[name.lower()]
-    except KeyError:
-        raise UnknownNameError("space", name, _REGISTRY) from None
-    return cls(**kwargs)
+    return SPACES.create(name, **kwargs)
 
 
 def list_spaces() -> list[str]:
-    return sorted(_REGISTRY)
+    return SPACES.names()
 
 
 def to_chw(images: np.ndarray) -> np.ndarray:

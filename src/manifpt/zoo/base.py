@@ -1,8 +1,8 @@
 """The interface every generative-model family implements, and the family registry.
 
 A family is one module with one ``@register_family("name")`` class; adding a family means adding
-that file and its module name to ``FAMILY_MODULES`` below (modules are imported lazily, so the heavy
-``diffusers`` import only happens when a diffusion model is built).
+that file and its module name to ``FAMILY_MODULES`` below (``manifpt.registry`` imports them on first
+lookup, so the heavy ``diffusers`` import only happens when a family is looked up).
 
 The build loop (``manifpt.zoo.build``) owns everything generic: data batches, checkpoints, resume,
 sampling to PNG. A family owns only its networks, optimisers, one training step and sampling. All
@@ -12,7 +12,6 @@ checkpointed), so a resumed run replays exactly the random numbers of an uninter
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -22,10 +21,14 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from ..registry import Registry
+
 #: module (inside manifpt.zoo) → imported on first use; one line per family.
 FAMILY_MODULES: tuple[str, ...] = ("gan", "vae", "flow", "diffusion", "pixelcnn")
 
-_FAMILIES: dict[str, type[ZooModel]] = {}
+#: every family, by name (``get_family``); its modules are imported on first lookup
+FAMILIES: Registry[type[ZooModel]] = Registry("model family", [f"manifpt.zoo.{m}" for m in FAMILY_MODULES],
+                                              attr="family_key")
 
 Batch = Callable[[], torch.Tensor]
 
@@ -102,37 +105,17 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
 
 
-def register_family(name: str) -> Callable[[type[ZooModel]], type[ZooModel]]:
-    """Class decorator: make a family available as ``get_family(name)``."""
-
-    def deco(cls: type[ZooModel]) -> type[ZooModel]:
-        if name in _FAMILIES and _FAMILIES[name] is not cls:
-            raise ValueError(f"family '{name}' is already registered by {_FAMILIES[name].__name__}")
-        cls.family_key = name  # type: ignore[attr-defined]
-        _FAMILIES[name] = cls
-        return cls
-
-    return deco
-
-
-def _import_all() -> None:
-    for mod in FAMILY_MODULES:
-        importlib.import_module(f"manifpt.zoo.{mod}")
+#: class decorator: make a family available as ``get_family(name)``
+register_family = FAMILIES.register
 
 
 def get_family(name: str) -> type[ZooModel]:
     """The registered family class for ``name`` (``gan``, ``vae``, ``flow``, ``ddpm``, ``pixelcnn``)."""
-    if name not in _FAMILIES:
-        _import_all()
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise KeyError(f"unknown model family '{name}'; available: {', '.join(sorted(_FAMILIES))}") from None
+    return FAMILIES.get(name)
 
 
 def list_families() -> list[str]:
-    _import_all()
-    return sorted(_FAMILIES)
+    return FAMILIES.names()
 
 
 def parse_options(family: str, options: dict[str, Any]) -> FamilyOptions:
