@@ -51,8 +51,16 @@ def test_compare_cli(folders, tmp_path) -> None:
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     used = json.loads((tmp_path / "y" / "config.json").read_text())
-    assert (used["spaces"], used["methods"], used["seeds"], used["arch"], used["epochs"]) == (["rgb"], [], [0, 1],
-                                                                                             "linear", 2)
+    att = used["attributor"]  # the YAML's flat attributor keys (the older layout) land in `attributor`
+    assert (used["spaces"], used["methods"], used["seeds"], att["arch"], att["epochs"]) == (["rgb"], [], [0, 1],
+                                                                                           "linear", 2)
+    (tmp_path / "nested.yaml").write_text("spaces: [rgb]\nmethods: []\nseeds: [0]\nattributor: {arch: linear, "
+                                          "epochs: 5, lr: 0.01}\n")
+    r = CliRunner().invoke(app, [*args[:5], "--out", str(tmp_path / "n"), "--config", str(tmp_path / "nested.yaml"),
+                                 "--epochs", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    att = json.loads((tmp_path / "n" / "config.json").read_text())["attributor"]
+    assert (att["arch"], att["epochs"], att["lr"]) == ("linear", 2, 0.01)  # file, then the command line
     (tmp_path / "bad.yaml").write_text("spaces: [rgb]\nlearning_rate: 3\n")
     r = CliRunner().invoke(app, [*args[:-5], "--config", str(tmp_path / "bad.yaml")])
     assert r.exit_code == 2 and "learning_rate" in r.output

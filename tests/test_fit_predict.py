@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from manifpt.cli import app
-from manifpt.fit import FitConfig, OverlapError, fit_run
+from manifpt.fit import FitConfig, fit_run
+from manifpt.pipeline import OverlapError
 
 runner = CliRunner()
 

@@ -94,3 +94,58 @@ def test_every_registered_entry_meets_its_contract(kind: str, name: str) -> None
 
         fn = STUDIES[name]
         assert callable(fn) and fn.__doc__ and list(inspect.signature(fn).parameters) == ["ctx", "out"]
+
+
+def _estimators() -> list[str]:
+    from manifpt.baselines import list_baselines
+
+    return ["attributor", *list_baselines()]
+
+
+@pytest.mark.parametrize("name", _estimators())
+def test_estimators_follow_the_scikit_learn_contract(name: str) -> None:
+    """The attributor and every baseline: parameters in ``__init__`` only (``get_params``/``clone``
+    round-trip), no fitted state before ``fit``, ``NotFittedError`` from every prediction before it."""
+    from sklearn.base import BaseEstimator
+
+    if name == "attributor":
+        from manifpt.attribute import Attributor
+
+        est, x = Attributor((3, 8, 8), epochs=2, seed=3), np.zeros((2, 3 * 8 * 8), np.float32)
+        calls = [est.predict, est.predict_proba, est.transform]
+    else:
+        from manifpt.baselines import get_baseline
+
+        est, x = get_baseline(name, seed=3), np.zeros((2, 16, 16, 3), np.uint8)
+        calls = [est.predict, est.predict_proba] + ([est.features] if est.learned_features else [])
+    assert isinstance(est, BaseEstimator) and est.get_params()["seed"] == 3
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(est))
+    for call in calls:
+        with pytest.raises(NotFittedError):
+            call(x)
+
+
+def test_one_attributor_config_everywhere_and_unknown_keys_are_errors(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from manifpt.attribute import Attributor, AttributorConfig
+    from manifpt.compare import CompareConfig
+    from manifpt.experiments.config import ExperimentConfig
+    from manifpt.fit import FitConfig
+
+    a = AttributorConfig(arch="mlp", lr=0.01, epochs=3)
+    att = Attributor.from_config(a, None, seed=5, coords=True)
+    assert (att.arch, att.lr, att.epochs, att.seed, att.coords) == ("mlp", 0.01, 3, 5, True)
+    # the older flat layout (run.json of earlier runs, compare YAMLs) still reads, into `attributor`
+    old = FitConfig(real="r", generated="g", arch="mlp", epochs=3, lr=0.01)
+    assert old.attributor == a and "arch" not in old.model_dump()
+    assert FitConfig(**old.model_dump()) == old
+    with pytest.raises(ValueError, match="epochs given both"):
+        CompareConfig(real="r", generated="g", epochs=3, attributor={"epochs": 4})
+    ds = {"d": {"real": "fmnist", "zoo": "tiny"}}
+    assert ExperimentConfig(name="x", datasets=ds, attributor={"lr": 0.01}).attributor.lr == 0.01
+    for bad in ({"bogus": 1}, {"epochs": 0}, {"lr": -1.0}):  # an `lr` typo was once dropped without a word
+        with pytest.raises(ValidationError):
+            ExperimentConfig(name="x", datasets=ds, attributor=bad)

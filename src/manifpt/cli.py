@@ -204,17 +204,62 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
     print_table(*results_table(rows), title, ("method", "space", "target", "metric"))
 
 
+# The attributor's common flags (every field of attribute.config.AttributorConfig can also come from
+# --config FILE, under `attributor:`); unset flags leave the file's value or the default in place.
+ArchOpt = Annotated[str | None, typer.Option(help="Attributor: auto, resnet50, resnet18, cifar_resnet, mlp, linear "
+                                                  "[default: auto].")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Attributor training epochs [default: 40].")]
+BatchOpt = Annotated[int | None, typer.Option(min=2, help="Attributor batch size [default: 64].")]
+DepthOpt = Annotated[int | None, typer.Option(min=1, help="CIFAR-ResNet blocks per stage [default: 3].")]
+LrOpt = Annotated[float | None, typer.Option(min=0, help="Attributor learning rate [default: 1e-3, 1e-4 when "
+                                                         "ImageNet-initialised].")]
+PatienceOpt = Annotated[int | None, typer.Option(min=1, help="Epochs without progress before stopping "
+                                                             "[default: 6].")]
+DeviceOpt = Annotated[str | None, typer.Option(help="Attributor device, e.g. cpu, cuda [default: CUDA if present].")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML of settings (any field of the command's config, the "
+                                                     "attributor's under `attributor:`); options given on the "
+                                                     "command line override it.")]
+
+
+def merge_settings(ctx: typer.Context, config: Path | None, options: dict[str, tuple[str, Any]],
+                   attributor: dict[str, Any]) -> dict[str, Any]:
+    """Settings of a run: the ``--config`` YAML, then every option given on the command line.
+
+    ``options``: setting → (parameter name, value); an option left at its default does not override
+    the file. ``attributor``: the attributor flags (``None`` = not given)."""
+    from .attribute.config import nest_attributor_keys
+    from .cache import yaml_mapping
+
+    settings: dict[str, Any] = {}
+    if config is not None:
+        settings = nest_attributor_keys(yaml_mapping(config.read_text(), config, empty_ok=True))
+    for key, (param, value) in options.items():
+        # (by name: typer may bring its own copy of click's ParameterSource enum)
+        if key not in settings or getattr(ctx.get_parameter_source(param), "name", "") == "COMMANDLINE":
+            settings[key] = value
+    given = {k: v for k, v in attributor.items() if v is not None}
+    if given:
+        settings["attributor"] = {**(settings.get("attributor") or {}), **given}
+    return settings
+
+
 @app.command("fit")
 def fit(
+    ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
     generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
     out: Annotated[Path, typer.Option(help="Run directory.")],
     space: Annotated[str, typer.Option(help="Embedding space: rgb, freq, sl, ssl.")] = "rgb",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
-    arch: Annotated[str, typer.Option(help="auto, resnet50, resnet18, cifar_resnet, mlp, linear.")] = "auto",
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    batch_size: Annotated[int, typer.Option(min=2)] = 64,
+    config: ConfigOpt = None,
+    arch: ArchOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    depth: DepthOpt = None,
+    lr: LrOpt = None,
+    patience: PatienceOpt = None,
+    device: DeviceOpt = None,
     max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
@@ -228,11 +273,14 @@ def fit(
     """Artifacts (cached) → one attributor per seed → accuracy, F1, FD ratio, NMI, report."""
     from .fit import FitConfig, fit_run
 
-    cfg = FitConfig(real=str(real), generated=str(generated), space=space, target=target,
-                    seeds=list(range(seeds)), arch=arch, epochs=epochs, batch_size=batch_size,
-                    max_per_class=max_per_class, size=size, space_options=parse_options(space_opt), tsne=tsne,
-                    allow_overlap=allow_overlap, projection=projection,
-                    projection_options=parse_options(projection_opt))
+    options = {"space": ("space", space), "target": ("target", target), "seeds": ("seeds", list(range(seeds))),
+               "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
+               "space_options": ("space_opt", parse_options(space_opt)), "tsne": ("tsne", tsne),
+               "allow_overlap": ("allow_overlap", allow_overlap), "projection": ("projection", projection),
+               "projection_options": ("projection_opt", parse_options(projection_opt))}
+    att = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "depth": depth, "lr": lr, "patience": patience,
+           "device": device}
+    cfg = FitConfig(**{**merge_settings(ctx, config, options, att), "real": str(real), "generated": str(generated)})
     res = fit_run(cfg, out, show_progress=not quiet)
     print_rows(res["rows"], f"{out}: {target} from {space.upper()} artifacts, chance "
                             f"{100 / len(res['run']['classes']):.1f} %")
@@ -246,39 +294,38 @@ def compare(
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
     generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
-    config: Annotated[Path | None, typer.Option(
-        help="YAML of compare settings (any field of compare.CompareConfig: arch, depth, space_options, "
-             "baseline_options, ...); options given on the command line override it.")] = None,
+    config: ConfigOpt = None,
     methods: Annotated[str, typer.Option(help="Baselines: 'all', 'none' or a comma list.")] = "all",
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb,freq,sl,ssl",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
     max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
+    arch: ArchOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    depth: DepthOpt = None,
+    lr: LrOpt = None,
+    patience: PatienceOpt = None,
+    device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
     from .baselines import list_baselines
-    from .cache import yaml_mapping
     from .compare import CompareConfig, compare_run
     from .report import paper_table
 
     names = list_baselines() if methods == "all" else [] if methods == "none" else [m for m in methods.split(",") if m]
-    cli = {"target": target, "spaces": [s for s in spaces.split(",") if s], "methods": names,
-           "seeds": list(range(seeds)), "max_per_class": max_per_class, "epochs": epochs, "size": size,
-           "projections": projection.split(",")}
-    source = {"spaces": "spaces", "methods": "methods", "seeds": "seeds", "max_per_class": "max_per_class",
-              "epochs": "epochs", "size": "size", "projections": "projection", "target": "target"}
-    settings: dict[str, Any] = {}
-    if config is not None:
-        settings = yaml_mapping(config.read_text(), config, empty_ok=True)
-        # (by name: typer may bring its own copy of click's ParameterSource enum)
-        cli = {k: v for k, v in cli.items()
-               if k not in settings or getattr(ctx.get_parameter_source(source[k]), "name", "") == "COMMANDLINE"}
-    cfg = CompareConfig(**{**settings, **cli, "real": str(real), "generated": str(generated)})
+    options = {"target": ("target", target), "spaces": ("spaces", [s for s in spaces.split(",") if s]),
+               "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
+               "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
+               "projections": ("projection", projection.split(","))}
+    att = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "depth": depth, "lr": lr, "patience": patience,
+           "device": device}
+    cfg = CompareConfig(**{**merge_settings(ctx, config, options, att), "real": str(real),
+                           "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
     print_table(*paper_table(rows), f"{out}: {target} attribution")
     bad = out / "bad_files.csv"

@@ -15,28 +15,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from .attribute.config import WithAttributor
 from .attribute.nets import arch_for
 from .cache import write_json
 from .data import GeneratedSet, ImageSet
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
-from .fit import FitConfig, artifact_store, attributor_factory, check_overlap, subsample
-from .pipeline import check_labels, check_names, check_paths, check_seeds, check_target, open_sets
+from .pipeline import (
+    artifact_store,
+    attributor_factory,
+    check_labels,
+    check_names,
+    check_overlap,
+    check_paths,
+    check_seeds,
+    check_target,
+    manifpt_name,
+    open_sets,
+)
 from .progress import STAGES
+from .spaces import list_spaces
+from .splits import subsample
 from .store import write_bad_files
 
-ALL_SPACES = ("rgb", "freq", "sl", "ssl")
 
+class CompareConfig(WithAttributor):
+    """Everything `manifpt compare` needs (``--config`` YAML: any of these fields). The attributor's
+    settings are ``attributor``; its ``arch`` is meant for image-shaped artifacts (vector ones get
+    ``auto``, an MLP)."""
 
-class CompareConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
     real: str
     generated: str
     target: str = "model"
     task: str | None = None
     models: list[str] | None = None  # restrict to these model folders
-    spaces: list[str] = Field(default_factory=lambda: list(ALL_SPACES))
+    spaces: list[str] = Field(default_factory=list_spaces)  # every registered space
     methods: list[str] = Field(default_factory=list)  # baseline names; [] = none
     space_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     projections: list[str] = Field(default_factory=lambda: ["nn1"])
@@ -45,19 +59,8 @@ class CompareConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     size: int | None = None
     max_per_class: int | None = None
-    arch: str = "auto"  # attributor for image-shaped artifacts (RGB, FREQ); vector ones (SL, SSL) get "auto" (MLP)
-    epochs: int = 40
-    batch_size: int = 64
-    patience: int = 6
-    depth: int = 3  # CIFAR-ResNet blocks per stage (image-shaped artifacts)
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     backend: str = "auto"
-    device: str | None = None
-
-
-def manifpt_name(projection: str) -> str:
-    """Results-row method name: ``manifpt`` for the paper's nn1 artifacts, ``manifpt[<projection>]`` else."""
-    return "manifpt" if projection == "nn1" else f"manifpt[{projection}]"
 
 
 @dataclass
@@ -118,18 +121,16 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     for space in cfg.spaces:
         for proj in cfg.projections:
             with STAGES("artifacts (project, store)"):
-                store, _ = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend, cfg.size,
-                                          show_progress, proj, cfg.projection_options.get(proj))
+                store, manifold = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend,
+                                                 cfg.size, show_progress, proj, cfg.projection_options.get(proj))
             table = store.table()
             check_overlap(table, False)
             shape = tuple(store.manifest["artifact_shape"]) or None
             X = store.artifacts(keep)
-            arch = arch_for(cfg.arch, shape)
-            fcfg = FitConfig(real=cfg.real, generated=cfg.generated, space=space, target=cfg.target,
-                             arch=arch, epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
-                             depth=cfg.depth, device=cfg.device)
+            att = cfg.attributor.model_copy(update={"arch": arch_for(cfg.attributor.arch, shape)})
             name = manifpt_name(proj)
-            methods.append(ArrayMethod(name, space, X, shape, attributor_factory(fcfg, shape, show_progress)))
+            methods.append(ArrayMethod(name, space, X, shape,
+                                       attributor_factory(att, shape, manifold.space.positional, show_progress)))
             structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,
                                                       [cfg.target], method=name)
     if cfg.methods:

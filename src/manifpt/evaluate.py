@@ -18,7 +18,7 @@ import numpy as np
 
 from .metrics import classification_metrics, fd_ratio, kmeans_nmi, mean_std
 from .progress import STAGES, progress
-from .splits import stratified_split
+from .splits import stratified_split, subsample
 
 
 class Method(Protocol):
@@ -65,19 +65,13 @@ def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[i
         metrics = classification_metrics(labels[split["test"]], pred, classes)
         with STAGES("evaluate"):
             feats = method.features(split["test"])
-            sub = _per_class_subsample(labels[split["test"]], fdr_max_per_class, seed)
+            sub = subsample(labels[split["test"]], fdr_max_per_class, seed)
             fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
         if out is not None:
             method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
         results.append(SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
                                   feats if keep_features else None))
     return results
-
-
-def _per_class_subsample(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in sorted(set(labels.tolist()))]
-    return np.sort(np.concatenate(keep))
 
 
 def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[dict[str, Any]]:
@@ -107,7 +101,7 @@ def artifact_structure_rows(artifacts: np.ndarray, table: list[dict[str, str]], 
                             method: str = "manifpt") -> list[dict[str, Any]]:
     """FD ratio of the artifacts themselves (target classes) and k-means NMI per design factor."""
     labels = np.array([r[target] for r in table])
-    sub = _per_class_subsample(labels, max_per_class, seed)
+    sub = subsample(labels, max_per_class, seed)
     x = np.asarray(artifacts[sub], np.float32)
     fdr = fd_ratio(x, labels[sub], seed)
     rows = [row(task, target, method, space, "fd_ratio_artifacts", fdr["ratio"], 0.0, 1)]

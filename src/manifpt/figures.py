@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .data import read_image
-from .spaces.pixel import log_spectrum
+from .spaces import Space, get_space
 from .store import ArtifactStore
 
 
@@ -49,8 +49,9 @@ def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -
         idx = [i for i, r in enumerate(rows) if r["model"] == model][:per_model]
         picks.extend(idx)
     art = store.artifacts(np.array(picks, np.int64))
-    freq = space == "freq"
-    ncol = 5 if freq else 3
+    sp = get_space(space)
+    views = type(sp).view is not Space.view  # the space has a picture of its own (FREQ: the spectrum)
+    ncol = 5 if views else 3
     fig, axes = plt.subplots(len(picks), ncol, figsize=(1.9 * ncol, 1.9 * len(picks)), squeeze=False)
     gen_root, real_root = Path(man["generated"]["root"]), Path(man["real"]["root"])
     for r, (i, a) in enumerate(zip(picks, art, strict=True)):
@@ -61,10 +62,10 @@ def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -
         _show(ax[0], xg, f"{row['model']}: $x_G$" if r == 0 or rows[picks[r - 1]]["model"] != row["model"]
               else "$x_G$", "gray")
         _show(ax[1], xs, f"$x^*$ (d²={float(row['nn_sqdist']):.3g})", "gray")
-        if freq:
+        if views:
             for c, x, name in ((2, xg, "$F(x_G)$"), (3, xs, "$F(x^*)$")):
                 chw = (x[None] if x.ndim == 2 else x.transpose(2, 0, 1)) / 255.0
-                _show(ax[c], log_spectrum(chw).mean(0), name, "viridis")
+                _show(ax[c], sp.view(chw), name, "viridis")
             _show(ax[4], a.reshape(man["artifact_shape"]).mean(0), "artifact (mean over C)", "coolwarm", signed=True)
         elif man["artifact_shape"]:
             _show(ax[2], chw_to_display(signed_to_unit(a.reshape(man["artifact_shape"]))),

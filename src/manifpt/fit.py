@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .attribute import Attributor
-from .cache import atomic_write_text, cache_dir, hash_json, write_json
+from .attribute.config import WithAttributor
+from .cache import atomic_write_text, write_json
 from .data import (
     BadImageError,
     GeneratedSet,
@@ -33,19 +34,29 @@ from .data import (
 from .errors import DataError
 from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
-from .pipeline import check_labels, check_names, check_paths, check_seeds, check_target, open_sets
-from .progress import notice
+from .pipeline import (
+    artifact_store,
+    attributor_factory,
+    check_labels,
+    check_names,
+    check_overlap,
+    check_paths,
+    check_seeds,
+    check_target,
+    manifpt_name,
+    open_sets,
+)
 from .spaces import get_space
-from .store import FORMAT as STORE_FORMAT
-from .store import ArtifactStore, compute_artifacts, write_bad_files
+from .splits import subsample
+from .store import ArtifactStore, write_bad_files
 
 RUN_FORMAT = "manifpt-run/1"
 
 
-class FitConfig(BaseModel):
-    """Everything `manifpt fit` needs; saved in run.json."""
+class FitConfig(WithAttributor):
+    """Everything `manifpt fit` needs; saved in run.json. The attributor's settings are ``attributor``
+    (``AttributorConfig``); older run.json files with them at the top level still load."""
 
-    model_config = ConfigDict(extra="forbid")
     real: str
     generated: str
     space: str = "rgb"
@@ -56,44 +67,11 @@ class FitConfig(BaseModel):
     task: str | None = None  # defaults to "<target>-attribution"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     size: int | None = None
-    arch: str = "auto"
-    epochs: int = 40
-    batch_size: int = 64
-    patience: int = 6
-    depth: int = 3  # basic blocks per stage of the CIFAR ResNet (3 = the authors' ResNet-20; 1 is CPU-sized)
-    lr: float | None = None
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     max_per_class: int | None = None
     backend: str = "auto"
     allow_overlap: bool = False
     tsne: bool = True
-    device: str | None = None
-
-
-class OverlapError(ValueError):
-    pass
-
-
-def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_options: dict[str, Any] | None = None,
-                   backend: str = "auto", size: int | None = None, show_progress: bool = True,
-                   projection: str = "nn1",
-                   projection_options: dict[str, Any] | None = None) -> tuple[ArtifactStore, Manifold]:
-    """Artifacts of ``gen`` in ``space``, computed once and cached by the content hashes of both sets."""
-    manifold = Manifold(get_space(space, **(space_options or {})), backend=backend, show_progress=show_progress,
-                        projection=projection, projection_options=projection_options).fit(real_set)
-    # the roots are part of the key: the store records file paths (figures, t-SNE and predict read them)
-    key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size,
-                     "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())],
-                     "format": STORE_FORMAT})
-    root = cache_dir() / "artifacts" / key
-    if (root / "manifest.json").exists():
-        cached = ArtifactStore(root)
-        problems = cached.problems()
-        if not problems:
-            return cached, manifold
-        if cached.complete:
-            notice(f"{root}: cached artifacts are damaged ({'; '.join(problems[:3])}); rebuilding them")
-    return compute_artifacts(manifold, real_set, gen, root, show_progress=show_progress), manifold
 
 
 def artifact_store_for(cfg: FitConfig, show_progress: bool = True,
@@ -112,37 +90,6 @@ def check_fit_config(cfg: FitConfig, out: str | Path | None) -> FitConfig:
     check_seeds(cfg.seeds)
     return cfg.model_copy(update={"real": str(Path(cfg.real).resolve()),
                                   "generated": str(Path(cfg.generated).resolve())})
-
-
-def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
-    """Real images of the manifold must not be evaluated: their artifact is zero by construction.
-
-    Identity is decided on pixels (the manifold's hash index), not on a zero distance: in SL/SSL space
-    different images can share an embedding. Stores written before ``pixel_identical`` existed fall
-    back to the distance.
-    """
-    zero = [r for r in table if (r["pixel_identical"] == "1" if "pixel_identical" in r
-                                 else float(r["nn_sqdist"]) == 0.0)]
-    if zero and not allow:
-        ex = "; ".join(f"{r['path']} = real {r['nn_path']}" for r in zero[:5])
-        raise OverlapError(f"{len(zero)} evaluated image(s) are pixel-identical to images of the real set that "
-                           f"defines the manifold (e.g. {ex}); keep them disjoint or pass --allow-overlap")
-
-
-def subsample(labels: np.ndarray, max_per_class: int | None, seed: int = 0) -> np.ndarray:
-    if not max_per_class:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:max_per_class]) for c in sorted(set(labels))]
-    return np.sort(np.concatenate(keep))
-
-
-def attributor_factory(cfg: FitConfig, input_shape: tuple[int, ...] | None, show_progress: bool = True):
-    def make(seed: int) -> Attributor:
-        return Attributor(input_shape, arch=cfg.arch, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                          patience=cfg.patience, depth=cfg.depth, lr=cfg.lr, seed=seed, coords=cfg.space == "freq",
-                          device=cfg.device, show_progress=show_progress)
-    return make
 
 
 def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict[str, Any]:
@@ -166,10 +113,8 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     X = store.artifacts(keep)
     man = store.manifest
     shape = tuple(man["artifact_shape"]) or None
-    from .compare import manifpt_name
-
     method = ArrayMethod(manifpt_name(cfg.projection), cfg.space, X, shape,
-                         attributor_factory(cfg, shape, show_progress))
+                         attributor_factory(cfg.attributor, shape, manifold.space.positional, show_progress))
     task = cfg.task or f"{cfg.target}-attribution"
     results = evaluate([method], labels, cfg.seeds, cfg.fractions, out=out / "models", keep_features=cfg.tsne,
                        show_progress=show_progress)

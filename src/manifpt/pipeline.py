@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .attribute import Attributor, AttributorConfig
+from .cache import cache_dir, hash_json
 from .data import GeneratedSet, ImageSet, load_factors, match_channels
 from .errors import DataError, UnknownNameError, UsageError, check_name
 from .manifold import Manifold
+from .progress import notice
 from .spaces import get_space
+from .store import FORMAT as STORE_FORMAT
 from .store import ArtifactStore, compute_artifacts
+
+
+class OverlapError(UsageError):
+    """Evaluated images that are in the real set (their artifact is zero by construction)."""
 
 
 def open_sets(real: str | Path, generated: str | Path, size: int | None = None,
@@ -37,6 +45,60 @@ def artifacts_for_folders(real: str | Path, generated: str | Path, space: str, o
     sp = get_space(space, **(space_options or {}))
     manifold = Manifold(sp, backend=backend, show_progress=show_progress).fit(real_set)
     return compute_artifacts(manifold, real_set, gen, out, shard_size=shard_size, show_progress=show_progress)
+
+
+# --------------------------------------------------------------------------- artifacts, attributors
+
+
+def artifact_store(real_set: ImageSet, gen: GeneratedSet, space: str, space_options: dict[str, Any] | None = None,
+                   backend: str = "auto", size: int | None = None, show_progress: bool = True,
+                   projection: str = "nn1",
+                   projection_options: dict[str, Any] | None = None) -> tuple[ArtifactStore, Manifold]:
+    """Artifacts of ``gen`` in ``space``, computed once and cached by the content hashes of both sets."""
+    manifold = Manifold(get_space(space, **(space_options or {})), backend=backend, show_progress=show_progress,
+                        projection=projection, projection_options=projection_options).fit(real_set)
+    # the roots are part of the key: the store records file paths (figures, t-SNE and predict read them)
+    key = hash_json({**manifold.settings(), "gen": gen.images.fingerprint(), "size": size,
+                     "roots": [str(real_set.root.resolve()), str(gen.images.root.resolve())],
+                     "format": STORE_FORMAT})
+    root = cache_dir() / "artifacts" / key
+    if (root / "manifest.json").exists():
+        cached = ArtifactStore(root)
+        problems = cached.problems()
+        if not problems:
+            return cached, manifold
+        if cached.complete:
+            notice(f"{root}: cached artifacts are damaged ({'; '.join(problems[:3])}); rebuilding them")
+    return compute_artifacts(manifold, real_set, gen, root, show_progress=show_progress), manifold
+
+
+def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
+    """Real images of the manifold must not be evaluated: their artifact is zero by construction.
+
+    Identity is decided on pixels (the manifold's hash index), not on a zero distance: in SL/SSL space
+    different images can share an embedding. Stores written before ``pixel_identical`` existed fall
+    back to the distance.
+    """
+    zero = [r for r in table if (r["pixel_identical"] == "1" if "pixel_identical" in r
+                                 else float(r["nn_sqdist"]) == 0.0)]
+    if zero and not allow:
+        ex = "; ".join(f"{r['path']} = real {r['nn_path']}" for r in zero[:5])
+        raise OverlapError(f"{len(zero)} evaluated image(s) are pixel-identical to images of the real set that "
+                           f"defines the manifold (e.g. {ex}); keep them disjoint or pass --allow-overlap")
+
+
+def manifpt_name(projection: str) -> str:
+    """Results-row method name: ``manifpt`` for the paper's nn1 artifacts, ``manifpt[<projection>]`` else."""
+    return "manifpt" if projection == "nn1" else f"manifpt[{projection}]"
+
+
+def attributor_factory(config: AttributorConfig, input_shape: tuple[int, ...] | None, positional: bool = False,
+                       show_progress: bool = True) -> Callable[[int], Attributor]:
+    """seed → an unfitted ``Attributor`` with these settings (``positional``: the space's
+    ``Space.positional``, which gives the attributor coordinate channels)."""
+    def make(seed: int) -> Attributor:
+        return Attributor.from_config(config, input_shape, seed=seed, coords=positional, show_progress=show_progress)
+    return make
 
 
 # --------------------------------------------------------------------------- checks before any work

@@ -28,3 +28,13 @@ def stratified_split(labels: Sequence, fractions: tuple[float, float, float] = (
         parts["val"].append(idx[n_test:n_test + n_val])
         parts["train"].append(idx[n_test + n_val:])
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
+
+
+def subsample(labels: Sequence | np.ndarray, max_per_class: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_per_class`` seeded picks per class (all indices when ``None`` or 0)."""
+    labels = np.asarray(labels)
+    if not max_per_class:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:max_per_class] for c in sorted(set(labels.tolist()))]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)

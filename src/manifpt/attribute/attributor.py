@@ -19,31 +19,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from ..cache import atomic_dir, write_json
 from ..errors import DataError
+from ..estimator import store_params
 from ..progress import progress
 from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm, seed_everything
+from .config import AttributorConfig
 from .nets import ARCHS, Net, build_net, default_arch
 
 FORMAT = "manifpt-attributor/1"
 
 
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters (all saved with the model)."""
-
-    arch: str = "auto"
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float | None = None  # None: 1e-3 from scratch, 1e-4 when ImageNet-initialised
-    weight_decay: float = 5e-4
-    patience: int = 6
-    pretrained: bool = True
-    depth: int = 3
-    seed: int = 0
-    max_train_seconds: float | None = None
-    coords: bool = False  # CoordConv input channels (for FREQ artifacts, where position = frequency)
+#: the parameters saved with a model as its training recipe ("config" in attributor.json)
+TRAIN_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "patience", "pretrained", "depth", "seed",
+              "max_train_seconds", "coords")
 
 
 @dataclass
@@ -53,22 +45,25 @@ class History:
     seconds: float = 0.0
 
 
-class Attributor:
-    """Predicts a design factor (model, upsampling, ...) from artifacts.
+class Attributor(ClassifierMixin, BaseEstimator):
+    """Predicts a design factor (model, upsampling, ...) from artifacts; a scikit-learn estimator.
 
-    Parameters mirror ``TrainConfig``; ``input_shape`` is (C, H, W) for image-shaped artifacts or
-    ``None`` for vectors; ``device`` defaults to CUDA when present.
+    The training parameters are those of ``AttributorConfig`` (``from_config`` builds one from it),
+    plus ``seed`` and ``coords`` (CoordConv input channels, for spaces whose positions carry meaning:
+    ``Space.positional``). ``input_shape`` is (C, H, W) for image-shaped artifacts or ``None`` for
+    vectors; ``device`` defaults to CUDA when present.
     """
 
     def __init__(self, input_shape: tuple[int, ...] | None = None, *, arch: str = "auto", epochs: int = 40,
                  batch_size: int = 64, lr: float | None = None, weight_decay: float = 5e-4, patience: int = 6,
                  pretrained: bool = True, depth: int = 3, seed: int = 0, max_train_seconds: float | None = None,
                  coords: bool = False, device: str | None = None, show_progress: bool = True):
-        self.input_shape = input_shape
-        self.config = TrainConfig(arch, epochs, batch_size, lr, weight_decay, patience, pretrained, depth, seed,
-                                  max_train_seconds, coords)
-        self.device = device
-        self.show_progress = show_progress
+        store_params(self, locals())
+
+    @classmethod
+    def from_config(cls, config: AttributorConfig, input_shape: tuple[int, ...] | None = None, *, seed: int = 0,
+                    coords: bool = False, show_progress: bool = True) -> Attributor:
+        return cls(input_shape, seed=seed, coords=coords, show_progress=show_progress, **config.model_dump())
 
     # -- helpers ----------------------------------------------------------------------
     def _shape(self, X: np.ndarray) -> tuple[int, ...]:
@@ -89,14 +84,13 @@ class Attributor:
     def fit(self, X: np.ndarray, y: np.ndarray | list, X_val: np.ndarray | None = None,
             y_val: np.ndarray | list | None = None) -> Attributor:
         """Train on (X, y); early-stop on (X_val, y_val) when given (else on training accuracy)."""
-        cfg = self.config
-        gen = seed_everything(cfg.seed)
+        gen = seed_everything(self.seed)
         self.device_ = default_device(self.device)
         y = np.asarray(y).astype(str)
         self.classes_ = np.array(sorted(set(y.tolist())))
         yi = np.searchsorted(self.classes_, y)
         self.shape_ = self._shape(X)
-        arch = default_arch(self.shape_, self.device_) if cfg.arch == "auto" else cfg.arch
+        arch = default_arch(self.shape_, self.device_) if self.arch == "auto" else self.arch
         if arch not in ARCHS:
             raise ValueError(f"unknown attributor architecture '{arch}' ({', '.join(ARCHS)})")
         self.arch_ = arch
@@ -106,12 +100,12 @@ class Attributor:
         self.mean_ = x.mean(dim=0, keepdim=True).float()
         self.std_ = x.std(dim=0, keepdim=True).float().clamp_min(1e-6)
         del x
-        self.net_: Net = build_net(arch, self.shape_, len(self.classes_), cfg.pretrained, cfg.depth,
-                                        cfg.coords and len(self.shape_) == 3).to(self.device_)
-        lr = cfg.lr if cfg.lr is not None else (1e-4 if self.net_.init == "imagenet" else 1e-3)
-        opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = max(1, int(np.ceil(len(X) / cfg.batch_size)))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=cfg.epochs * steps_per_epoch,
+        self.net_: Net = build_net(arch, self.shape_, len(self.classes_), self.pretrained, self.depth,
+                                        self.coords and len(self.shape_) == 3).to(self.device_)
+        lr = self.lr if self.lr is not None else (1e-4 if self.net_.init == "imagenet" else 1e-3)
+        opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=self.weight_decay)
+        steps_per_epoch = max(1, int(np.ceil(len(X) / self.batch_size)))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=self.epochs * steps_per_epoch,
                                                     pct_start=0.1)
         has_val = X_val is not None and y_val is not None and len(X_val) > 0
         yv = np.searchsorted(self.classes_, np.asarray(y_val).astype(str)) if has_val else None
@@ -119,14 +113,14 @@ class Attributor:
         best_key, best_state, since = (-1.0, 0.0), None, 0
         t0 = time.perf_counter()
         # a fixed subset of the training data re-estimates batch-norm statistics after every epoch
-        bn_X = X[batchnorm_subset(len(X), cfg.seed)]
-        bar = progress(range(cfg.epochs), desc=f"train {arch}", disable=not self.show_progress)
+        bn_X = X[batchnorm_subset(len(X), self.seed)]
+        bar = progress(range(self.epochs), desc=f"train {arch}", disable=not self.show_progress)
         for epoch in bar:
             self.net_.train()
             order = torch.randperm(len(X), generator=gen).numpy()
             tot, correct, n = 0.0, 0, 0
-            for lo in range(0, len(order), cfg.batch_size):
-                idx = np.sort(order[lo:lo + cfg.batch_size])
+            for lo in range(0, len(order), self.batch_size):
+                idx = np.sort(order[lo:lo + self.batch_size])
                 if len(idx) < 2 and len(order) > 1:
                     continue  # a batch of one breaks batch norm
                 xb = self._standardise(X[idx]).to(self.device_)
@@ -142,7 +136,7 @@ class Attributor:
                 correct += int((logits.argmax(1) == yb).sum())
                 n += len(idx)
             with self._autocast():
-                recalibrate_batchnorm(self.net_, self._batches(bn_X, cfg.batch_size))
+                recalibrate_batchnorm(self.net_, self._batches(bn_X, self.batch_size))
             rec = {"epoch": epoch, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1)}
             if has_val:
                 p = self._proba(X_val)
@@ -159,9 +153,9 @@ class Attributor:
                 self.history_.best_epoch = epoch
             else:
                 since += 1
-            if since >= cfg.patience:
+            if since >= self.patience:
                 break
-            if cfg.max_train_seconds and time.perf_counter() - t0 > cfg.max_train_seconds:
+            if self.max_train_seconds and time.perf_counter() - t0 > self.max_train_seconds:
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
@@ -171,6 +165,7 @@ class Attributor:
 
     @torch.inference_mode()
     def _proba(self, X: np.ndarray, bs: int = 512) -> np.ndarray:
+        check_is_fitted(self, "net_")
         self.net_.eval()
         out = []
         for xb in self._batches(X, bs):
@@ -183,11 +178,13 @@ class Attributor:
         return self._proba(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)  # first: an unfitted attributor raises NotFittedError there
+        return self.classes_[proba.argmax(1)]
 
     @torch.inference_mode()
     def transform(self, X: np.ndarray, bs: int = 512) -> np.ndarray:
         """Penultimate features (the attributor's learned fingerprint space)."""
+        check_is_fitted(self, "net_")
         self.net_.eval()
         out = []
         for xb in self._batches(X, bs):
@@ -206,7 +203,7 @@ class Attributor:
             save_file(tensors, str(tmp / "model.safetensors"))
             write_json(tmp / "attributor.json", {
                 "format": FORMAT, "arch": self.arch_, "init": self.net_.init, "classes": self.classes_.tolist(),
-                "input_shape": list(self.shape_), "config": asdict(self.config),
+                "input_shape": list(self.shape_), "config": {k: getattr(self, k) for k in TRAIN_KEYS},
                 "history": asdict(self.history_), "torch": torch.__version__})
         return directory
 

@@ -1,4 +1,5 @@
-"""A small, reusable training loop for the CNN baselines: AdamW, early stopping, probabilities, features.
+"""The CNN baselines' shared stack: a training loop (AdamW, early stopping), probabilities, features,
+and ``CNNBaseline``, the base class that owns their common parameters and prediction code.
 
 The inputs of CNN baselines are often too large to hold for a whole set (a 3×256×256 co-occurrence
 stack is 768 KiB per image), so everything here takes the *raw* array ``X`` (e.g. uint8 images)
@@ -13,21 +14,45 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm
+from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm, to_float_tensor
+from ..spaces.cnn import IMAGENET_MEAN, IMAGENET_STD
+from .base import Baseline, check_images
 
 #: mini-batch of the raw array → network input on the given device
 Transform = Callable[[np.ndarray, torch.device], torch.Tensor]
 
 
+GRAY_MEAN = sum(IMAGENET_MEAN) / 3
+GRAY_STD = sum(IMAGENET_STD) / 3
+
+
 def default_transform(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(batch, np.float32)).to(device)
+
+
+def image_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 N×H×W(×3) → float32 N×C×H×W, ImageNet-normalised (grayscale: the channel-averaged statistics)."""
+    x = to_float_tensor(check_images(batch), device)
+    if x.shape[1] == 3:
+        m = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        s = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        return (x - m) / s
+    return (x - GRAY_MEAN) / GRAY_STD
+
+
+def chw_shape(images: np.ndarray) -> tuple[int, int, int]:
+    """(C, H, W) of a uint8 N×H×W(×3) batch."""
+    images = check_images(images)
+    return (1, *images.shape[1:3]) if images.ndim == 3 else (3, *images.shape[1:3])
 
 
 @dataclass
@@ -154,3 +179,54 @@ def layer_inputs(model: nn.Module, layer: nn.Module, X: np.ndarray, *, transform
     finally:
         handle.remove()
     return torch.cat(got).numpy() if got else np.zeros((0, 0), np.float32)
+
+
+class CNNBaseline(Baseline):
+    """A baseline whose representation is a network trained by ``train_cnn``.
+
+    Owns what the learned baselines share: the training parameters (``lr``, ``weight_decay``,
+    ``batch_size``, ``max_epochs``, ``patience``, ``val_fraction``, ``device``, ``seed``, each still
+    an ``__init__`` argument of the subclass, as scikit-learn requires), training (``_train``),
+    probabilities and the penultimate features (what the network's ``head`` receives). A subclass
+    builds its network in ``_fit_codes`` and may override ``_transform`` (a uint8 batch → the
+    network's input) and ``_check`` (input validation beyond the image contract).
+    """
+
+    learned_features: ClassVar[bool] = True
+    lr: float | None
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    val_fraction: float
+    device: str | None
+    seed: int
+
+    def _transform(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        return image_tensor(batch, device)
+
+    def _check(self, images: np.ndarray) -> None:
+        """Raise if these (already contract-checked) images cannot go through the fitted network."""
+
+    def _train(self, model: nn.Module, images: np.ndarray, codes: np.ndarray, *, lr: float | None = None,
+               transform: Transform | None = None, seed: int | None = None) -> TrainResult:
+        cfg = TrainConfig(lr=self.lr if lr is None else lr, weight_decay=self.weight_decay,
+                          batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
+                          val_fraction=self.val_fraction, device=str(default_device(self.device)))
+        return train_cnn(model, images, codes, transform=transform or self._transform, config=cfg,
+                         seed=self.seed if seed is None else seed)
+
+    def _proba(self, images: np.ndarray) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, len(self.classes_)))
+        self._check(images)
+        return predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Penultimate activations float32 N×F (the inputs of the network's head); requires ``fit``."""
+        check_is_fitted(self, "model_")
+        images = check_images(images)
+        self._check(images)
+        return layer_inputs(self.model_, self.model_.head, images, transform=self._transform,
+                            batch_size=self.batch_size)
+

@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..estimator import store_params
 from .base import FeatureBaseline, register_baseline, svm_classifier, to_gray
 from .spectrum import azimuthal_average, centred_spectrum, radius_labels
 
@@ -67,9 +68,7 @@ class Durall20(FeatureBaseline):
     ]
 
     def __init__(self, classifier: str = "svm", max_radius: int | None = None, seed: int = 0):
-        self.classifier = classifier
-        self.max_radius = max_radius
-        self.seed = seed
+        store_params(self, locals())
 
     def features(self, images: np.ndarray) -> np.ndarray:
         return durall_spectrum(images, self.max_radius).astype(np.float32)

@@ -17,6 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..estimator import store_params
 from .base import FeatureBaseline, register_baseline, to_gray
 from .spectrum import azimuthal_average, centred_spectrum, power_law_fit, radius_labels
 
@@ -86,9 +87,7 @@ class Dzanic20(FeatureBaseline):
     ]
 
     def __init__(self, fit_fraction: float = 0.25, rings: str = "inscribed", seed: int = 0):
-        self.fit_fraction = fit_fraction
-        self.rings = rings
-        self.seed = seed
+        store_params(self, locals())
 
     def features(self, images: np.ndarray) -> np.ndarray:
         return decay_features(reduced_spectrum(to_gray(images), self.rings), self.fit_fraction).astype(np.float32)

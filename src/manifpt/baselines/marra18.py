@@ -14,14 +14,14 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..estimator import store_params
 from ..runtime import default_device
 from ..spaces.cnn import efficientnet_lite0_backbone, preprocess
-from ._cnn import TrainConfig, TrainResult, layer_inputs, predict_proba, train_cnn
-from .base import Baseline, check_images, register_baseline
+from ._cnn import CNNBaseline, TrainResult
+from .base import register_baseline
 
 
 class _Scaled(nn.Module):
@@ -73,7 +73,7 @@ class FineTuneNet(nn.Module):
 
 
 @register_baseline("marra18")
-class Marra18(Baseline):
+class Marra18(CNNBaseline):
     """ImageNet EfficientNet-Lite0 + new linear head, all layers fine-tuned (backbone lr ``backbone_lr``, head ``lr``).
 
     Images are resized (bilinear, antialiased) to ``resolution``² — ``None``: 224 on a GPU, 64 on CPU
@@ -97,22 +97,11 @@ class Marra18(Baseline):
         "early stopping on the loss of a stratified 20 % validation split of the training data (best epoch "
         "restored), few epochs on CPU (max_epochs=10); the paper's optimiser and schedule are not reproduced.",
     ]
-    learned_features: ClassVar[bool] = True
 
     def __init__(self, resolution: int | None = None, lr: float = 1e-3, backbone_lr: float = 1e-4,
                  weight_decay: float = 1e-4, bn_momentum: float = 0.1, batch_size: int = 32, max_epochs: int = 10,
                  patience: int = 3, val_fraction: float = 0.2, device: str | None = None, seed: int = 0):
-        self.resolution = resolution
-        self.lr = lr
-        self.backbone_lr = backbone_lr
-        self.weight_decay = weight_decay
-        self.bn_momentum = bn_momentum
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.device = device
-        self.seed = seed
+        store_params(self, locals())
 
     def _transform(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         return preprocess(batch, device, self.resolution_, self.mean_, self.std_, crop=1.0)
@@ -131,24 +120,8 @@ class Marra18(Baseline):
         self.model_ = FineTuneNet(backbone.model.train(), backbone.dim, len(self.classes_))
         changed = scale_learning_rate(self.model_.body, self.backbone_lr / self.lr) if self.backbone_lr != self.lr \
             else []
-        cfg = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                          max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                          device=str(device))
         try:
-            self.train_result_: TrainResult = train_cnn(self.model_, images, codes, transform=self._transform,
-                                                        config=cfg, seed=self.seed)
+            self.train_result_: TrainResult = self._train(self.model_, images, codes)
         finally:
             unscale(changed)
         self.model_.eval()
-
-    def _proba(self, images: np.ndarray) -> np.ndarray:
-        if not len(images):
-            return np.zeros((0, len(self.classes_)))
-        return predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Pooled EfficientNet-Lite0 activations float32 N×1280 (the head's inputs); requires ``fit``."""
-        check_is_fitted(self, "model_")
-        images = check_images(images)
-        return layer_inputs(self.model_, self.model_.head, images, transform=self._transform,
-                            batch_size=self.batch_size)

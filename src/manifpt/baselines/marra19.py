@@ -24,14 +24,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..attribute.nets import Net, build_net
-from ..runtime import default_device
-from ._cnn import TrainConfig, layer_inputs, predict_proba, train_cnn
-from .base import Baseline, check_images, register_baseline
-from .wang20 import chw_shape, image_tensor
+from ..estimator import store_params
+from ._cnn import CNNBaseline, chw_shape, layer_inputs, predict_proba
+from .base import register_baseline
 from .yu19 import add_aux_loss
 
 #: NME probabilities: softmax(−‖φ̂ − μ̂_k‖² / T) over unit-norm features and class means (‖·‖² ∈ [0, 4])
@@ -93,7 +91,7 @@ class _IncrementalStep(nn.Module):
 
 
 @register_baseline("marra19")
-class Marra19(Baseline):
+class Marra19(CNNBaseline):
     """Incremental learning of the sources (iCaRL-style) with a small CIFAR ResNet; NME or softmax prediction.
 
     Attributes after ``fit``: ``class_order_`` (the sources in the order they were learned),
@@ -122,30 +120,15 @@ class Marra19(Baseline):
         "training data (new images + exemplars; best epoch restored) instead of iCaRL's SGD schedule; few epochs "
         "on CPU (max_epochs=15 per step). No data augmentation.",
     ]
-    learned_features: ClassVar[bool] = True
 
     def __init__(self, n_tasks: int = 2, memory_size: int = 2000, classifier: str = "nme", distill_weight: float = 1.0,
                  temperature: float = 2.0, arch: str = "cifar_resnet", depth: int = 2, lr: float = 1e-3,
                  weight_decay: float = 1e-2, batch_size: int = 64, max_epochs: int = 15, patience: int = 4,
                  val_fraction: float = 0.2, device: str | None = None, seed: int = 0):
-        self.n_tasks = n_tasks
-        self.memory_size = memory_size
-        self.classifier = classifier
-        self.distill_weight = distill_weight
-        self.temperature = temperature
-        self.arch = arch
-        self.depth = depth
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.device = device
-        self.seed = seed
+        store_params(self, locals())
 
     def _unit_features(self, images: np.ndarray) -> np.ndarray:
-        f = layer_inputs(self.model_, self.model_.head, images, transform=image_tensor, batch_size=self.batch_size)
+        f = layer_inputs(self.model_, self.model_.head, images, transform=self._transform, batch_size=self.batch_size)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
 
     def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
@@ -164,9 +147,6 @@ class Marra19(Baseline):
         internal = rank[codes]
         torch.manual_seed(self.seed)
         self.model_ = build_net(self.arch, chw_shape(images), k, pretrained=True, depth=self.depth)
-        cfg = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                          max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                          device=str(default_device(self.device)))
         memory: dict[int, np.ndarray] = {}  # internal class → indices into images, herding order
         old: Net | None = None
         self.steps_: list[dict[str, Any]] = []
@@ -175,7 +155,7 @@ class Marra19(Baseline):
             new = np.flatnonzero(np.isin(internal, group))
             idx = np.concatenate([new, *(memory[c] for c in range(n_old))])
             step = _IncrementalStep(self.model_, n_seen, old, n_old, self.temperature, self.distill_weight)
-            res = train_cnn(step, images[idx], internal[idx], transform=image_tensor, config=cfg, seed=self.seed + t)
+            res = self._train(step, images[idx], internal[idx], seed=self.seed + t)
             per_class = self.memory_size // n_seen
             for c in range(n_old):
                 memory[c] = memory[c][:per_class]
@@ -199,7 +179,7 @@ class Marra19(Baseline):
         if not len(images):
             return np.zeros((0, k))
         if self.classifier == "softmax":
-            p = predict_proba(self.model_, images, transform=image_tensor, batch_size=self.batch_size)
+            p = predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
             return p[:, self.order_.argsort()]  # head column i is class code order_[i]
         phi = self._unit_features(images).astype(np.float64)
         mu = self.class_means_.astype(np.float64)
@@ -208,10 +188,3 @@ class Marra19(Baseline):
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Penultimate CNN activations float32 N×F (64 for the CIFAR ResNet); requires ``fit``."""
-        check_is_fitted(self, "model_")
-        images = check_images(images)
-        return layer_inputs(self.model_, self.model_.head, images, transform=image_tensor,
-                            batch_size=self.batch_size)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from ..estimator import store_params
 from .base import FeatureBaseline, check_images, register_baseline, svm_classifier
 
 
@@ -93,10 +94,7 @@ class McClo18(FeatureBaseline):
     ]
 
     def __init__(self, levels: tuple[int, ...] = (0,), color_bins: int = 8, min_sum: int = 24, seed: int = 0):
-        self.levels = levels
-        self.color_bins = color_bins
-        self.min_sum = min_sum
-        self.seed = seed
+        store_params(self, locals())
 
     def features(self, images: np.ndarray) -> np.ndarray:
         images = check_images(images)

@@ -12,11 +12,11 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._cnn import TrainConfig, TrainResult, layer_inputs, predict_proba, train_cnn
-from .base import Baseline, check_images, register_baseline
+from ..estimator import store_params
+from ._cnn import CNNBaseline, TrainResult
+from .base import check_images, register_baseline
 
 
 def _chw(images: np.ndarray) -> np.ndarray:
@@ -83,7 +83,7 @@ class CooccurrenceCNN(nn.Module):
 
 
 @register_baseline("nataraj19")
-class Nataraj19(Baseline):
+class Nataraj19(CNNBaseline):
     """Per-channel horizontal co-occurrence matrices → small CNN (AdamW, early stopping).
 
     ``features`` are the CNN's penultimate activations (pooled conv features), as the paper's Fig. 1
@@ -107,22 +107,11 @@ class Nataraj19(Baseline):
         "Multi-class softmax instead of the paper's binary real-vs-GAN output.",
         "levels < 256 (an option, used in the tests) quantises pixel values before counting.",
     ]
-    learned_features: ClassVar[bool] = True
 
     def __init__(self, levels: int = 256, offset: tuple[int, int] = (0, 1), width: int = 16, lr: float = 1e-3,
                  weight_decay: float = 1e-2, batch_size: int = 64, max_epochs: int = 40, patience: int = 6,
                  val_fraction: float = 0.2, device: str | None = None, seed: int = 0):
-        self.levels = levels
-        self.offset = offset
-        self.width = width
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.device = device
-        self.seed = seed
+        store_params(self, locals())
 
     def _transform(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
         m = cooccurrence(batch, tuple(self.offset), self.levels)
@@ -134,20 +123,4 @@ class Nataraj19(Baseline):
         torch.manual_seed(self.seed)
         channels = 1 if images.ndim == 3 else images.shape[3]
         self.model_ = CooccurrenceCNN(channels, len(self.classes_), self.width, self.levels)
-        cfg = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                          max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                          device=self.device)
-        self.train_result_: TrainResult = train_cnn(self.model_, images, codes, transform=self._transform,
-                                                    config=cfg, seed=self.seed)
-
-    def _proba(self, images: np.ndarray) -> np.ndarray:
-        if not len(images):
-            return np.zeros((0, len(self.classes_)))
-        return predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Penultimate CNN activations float32 N×(8·width); requires ``fit``."""
-        check_is_fitted(self, "model_")
-        images = check_images(images)
-        return layer_inputs(self.model_, self.model_.head, images, transform=self._transform,
-                            batch_size=self.batch_size)
+        self.train_result_: TrainResult = self._train(self.model_, images, codes)

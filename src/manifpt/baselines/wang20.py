@@ -21,33 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..attribute.nets import build_net
-from ..runtime import default_device, to_float_tensor
-from ..spaces.cnn import IMAGENET_MEAN, IMAGENET_STD
-from ._cnn import TrainConfig, TrainResult, layer_inputs, predict_proba, train_cnn
-from .base import Baseline, check_images, register_baseline
-
-GRAY_MEAN = sum(IMAGENET_MEAN) / 3
-GRAY_STD = sum(IMAGENET_STD) / 3
-
-
-def image_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 N×H×W(×3) → float32 N×C×H×W, ImageNet-normalised (grayscale: the channel-averaged statistics)."""
-    x = to_float_tensor(check_images(batch), device)
-    if x.shape[1] == 3:
-        m = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        s = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-        return (x - m) / s
-    return (x - GRAY_MEAN) / GRAY_STD
-
-
-def chw_shape(images: np.ndarray) -> tuple[int, int, int]:
-    """(C, H, W) of a uint8 N×H×W(×3) batch."""
-    images = check_images(images)
-    return (1, *images.shape[1:3]) if images.ndim == 3 else (3, *images.shape[1:3])
+from ..estimator import store_params
+from ..runtime import default_device
+from ._cnn import CNNBaseline, TrainResult, chw_shape, image_tensor
+from .base import check_images, register_baseline
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -108,7 +88,7 @@ class _AugmentingTransform:
 
 
 @register_baseline("wang20")
-class Wang20(Baseline):
+class Wang20(CNNBaseline):
     """An image CNN (ResNet50 on a GPU, a small CIFAR ResNet on CPU) trained with blur + JPEG augmentation.
 
     ``arch="auto"``: torchvision ResNet50 on CUDA (ImageNet-initialised when its weights are on disk,
@@ -139,29 +119,13 @@ class Wang20(Baseline):
         "lr ÷ 10 on plateau until 1e-6; few epochs on CPU (max_epochs=15). lr 1e-3 when training from scratch.",
         "Grayscale images enter as one channel, normalised with the channel-averaged ImageNet statistics.",
     ]
-    learned_features: ClassVar[bool] = True
 
     def __init__(self, arch: str = "auto", depth: int = 2, pretrained: bool = True, blur_prob: float = 0.5,
                  blur_sigma: tuple[float, float] = (0.0, 3.0), jpeg_prob: float = 0.5,
                  jpeg_quality: tuple[int, int] = (30, 100), flip: bool = True, lr: float | None = None,
                  weight_decay: float = 0.0, batch_size: int = 64, max_epochs: int = 15, patience: int = 4,
                  val_fraction: float = 0.2, device: str | None = None, seed: int = 0):
-        self.arch = arch
-        self.depth = depth
-        self.pretrained = pretrained
-        self.blur_prob = blur_prob
-        self.blur_sigma = blur_sigma
-        self.jpeg_prob = jpeg_prob
-        self.jpeg_quality = jpeg_quality
-        self.flip = flip
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.device = device
-        self.seed = seed
+        store_params(self, locals())
 
     def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
         device = default_device(self.device)
@@ -171,21 +135,5 @@ class Wang20(Baseline):
                                 depth=self.depth)
         self.init_ = self.model_.init
         self.lr_ = self.lr if self.lr is not None else (1e-4 if self.init_ == "imagenet" else 1e-3)
-        cfg = TrainConfig(lr=self.lr_, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                          max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                          device=str(device))
         transform = _AugmentingTransform(self, self.model_, np.random.default_rng(self.seed))
-        self.train_result_: TrainResult = train_cnn(self.model_, images, codes, transform=transform, config=cfg,
-                                                    seed=self.seed)
-
-    def _proba(self, images: np.ndarray) -> np.ndarray:
-        if not len(images):
-            return np.zeros((0, len(self.classes_)))
-        return predict_proba(self.model_, images, transform=image_tensor, batch_size=self.batch_size)
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Penultimate CNN activations float32 N×F (64 for the CIFAR ResNet, 2048 for ResNet50); requires ``fit``."""
-        check_is_fitted(self, "model_")
-        images = check_images(images)
-        return layer_inputs(self.model_, self.model_.head, images, transform=image_tensor,
-                            batch_size=self.batch_size)
+        self.train_result_: TrainResult = self._train(self.model_, images, codes, lr=self.lr_, transform=transform)

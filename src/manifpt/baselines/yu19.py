@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ..runtime import default_device
-from ._cnn import TrainConfig, TrainResult, predict_proba, train_cnn
-from .base import Baseline, check_images, register_baseline
-from .wang20 import chw_shape, image_tensor
+from ..estimator import store_params
+from ._cnn import CNNBaseline, TrainResult, chw_shape, image_tensor
+from .base import check_images, register_baseline
 
 
 class _AddLoss(torch.autograd.Function):
@@ -103,7 +102,7 @@ class FingerprintNet(nn.Module):
 
 
 @register_baseline("yu19")
-class Yu19(Baseline):
+class Yu19(CNNBaseline):
     """Image fingerprint (from the reconstruction residual) × learnable model fingerprints → correlation logits.
 
     ``features`` are the flattened normalised image fingerprints (C·H·W values), average-pooled to at
@@ -129,50 +128,28 @@ class Yu19(Baseline):
         "Penultimate features (for FD ratio / t-SNE) are the flattened normalised image fingerprint, "
         "average-pooled to at most `max_features` values for large images.",
     ]
-    learned_features: ClassVar[bool] = True
 
     def __init__(self, width: int = 16, recon_weight: float = 1.0, scale: float = 10.0, max_features: int = 4096,
                  lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 15,
                  patience: int = 4, val_fraction: float = 0.2, device: str | None = None, seed: int = 0):
-        self.width = width
-        self.recon_weight = recon_weight
-        self.scale = scale
-        self.max_features = max_features
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.device = device
-        self.seed = seed
+        store_params(self, locals())
 
     def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
         torch.manual_seed(self.seed)
         self.shape_ = chw_shape(images)
         self.model_ = FingerprintNet(self.shape_, len(self.classes_), self.width, self.scale, self.recon_weight)
-        cfg = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                          max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                          device=str(default_device(self.device)))
-        self.train_result_: TrainResult = train_cnn(self.model_, images, codes, transform=image_tensor, config=cfg,
-                                                    seed=self.seed)
+        self.train_result_: TrainResult = self._train(self.model_, images, codes)
 
-    def _check_size(self, images: np.ndarray) -> None:
+    def _check(self, images: np.ndarray) -> None:
         if len(images) and chw_shape(images) != self.shape_:
             raise ValueError(f"images are {chw_shape(images)} (C, H, W) but the model fingerprints are {self.shape_}")
-
-    def _proba(self, images: np.ndarray) -> np.ndarray:
-        if not len(images):
-            return np.zeros((0, len(self.classes_)))
-        self._check_size(images)
-        return predict_proba(self.model_, images, transform=image_tensor, batch_size=self.batch_size)
 
     @torch.no_grad()
     def features(self, images: np.ndarray) -> np.ndarray:
         """Normalised image fingerprints float32 N×F, F = C·H·W (or pooled to ≤ ``max_features``); requires ``fit``."""
         check_is_fitted(self, "model_")
         images = check_images(images)
-        self._check_size(images)
+        self._check(images)
         c, h, w = self.shape_
         side = max(1, math.isqrt(self.max_features // c)) if c * h * w > self.max_features else 0
         self.model_.eval()

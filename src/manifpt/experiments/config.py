@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..attribute.config import AttributorConfig
 from ..cache import yaml_mapping
 from ..errors import UsageError
 
@@ -32,7 +33,7 @@ class ExperimentConfig(BaseModel):
     space_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     baselines: list[str] | str = "all"
     baseline_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    attributor: dict[str, Any] = Field(default_factory=dict)  # arch, epochs, batch_size, patience
+    attributor: AttributorConfig = Field(default_factory=AttributorConfig)
     layer_factors: list[str] = Field(default_factory=lambda: ["upsampling", "last_nl", "norm", "loss", "family"])
     density_sizes: list[int | str] = Field(default_factory=lambda: [1000, 5000, 20000, "all"])
     density_space: str = "rgb"

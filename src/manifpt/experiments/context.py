@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..attribute import AttributorConfig
 from ..compare import CompareConfig, compare_run
 from ..data import GeneratedSet, ImageSet, list_image_files
 from ..pipeline import open_sets
@@ -68,9 +69,6 @@ def subset_folder(src: Path, dst: Path, n: int | None, seed: int = 0) -> Path:
     return dst
 
 
-ATTRIBUTOR_KEYS = ("arch", "depth", "epochs", "batch_size", "patience")  # preset keys passed to the attributor
-
-
 @dataclass
 class Context:
     cfg: ExperimentConfig
@@ -109,6 +107,11 @@ class Context:
         self._prepared[name] = Prepared(name, Path(real), manifold, gen, models)
         return self._prepared[name]
 
+    def attributor(self) -> AttributorConfig:
+        """The preset's attributor settings, on this run's device when one was given."""
+        a = self.cfg.attributor
+        return a if self.device is None else a.model_copy(update={"device": self.device})
+
     def baselines(self) -> list[str]:
         from ..baselines import list_baselines
 
@@ -118,13 +121,11 @@ class Context:
     def compare(self, prepared: Prepared, *, manifold: Path | None = None, out: Path | None = None,
                 **overrides: Any):
         """``compare_run`` with the preset's defaults (spaces, seeds, sizes, attributor, options)."""
-        att = self.cfg.attributor
         kw: dict[str, Any] = dict(
             real=str(manifold or prepared.manifold), generated=str(prepared.gen), spaces=self.cfg.spaces,
             methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
             space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
-            projection_options=self.cfg.projection_options, device=self.device,
-            **{k: v for k, v in att.items() if k in ATTRIBUTOR_KEYS})
+            projection_options=self.cfg.projection_options, attributor=self.attributor())
         kw.update(overrides)
         cfg = CompareConfig(**kw)
         return compare_run(cfg, out, show_progress=self.show_progress, sets=self.sets(Path(cfg.real), prepared.gen))

@@ -15,11 +15,12 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ..evaluate import row
-from ..fit import artifact_store, subsample
 from ..metrics import kmeans_nmi, mean_std
+from ..pipeline import artifact_store, attributor_factory
 from ..registry import Registry
 from ..report import Section, fmt_pm, paper_table
-from .context import ATTRIBUTOR_KEYS, Context, Prepared, subset_folder
+from ..splits import subsample
+from .context import Context, Prepared, subset_folder
 from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
 
 Study = Callable[[Context, Path], tuple[list[dict[str, Any]], list[Section]]]
@@ -133,7 +134,6 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
     within one zoo, the train-data copies play that role (train on ``<model>__<set A>``, test on
     ``<model>__<set B>``).
     """
-    from ..attribute import Attributor
     from ..attribute.nets import arch_for
     from ..splits import stratified_split
 
@@ -146,19 +146,19 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
             for p, models in ((pa, models_a), (pb, models_b)):
                 real_set, gen = ctx.sets(p.manifold, p.gen)
                 gen = gen.select_models(models)
-                store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
-                                          show_progress=ctx.show_progress)
+                store, manifold = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
+                                                 show_progress=ctx.show_progress)
                 y = np.array([m.split("__", 1)[0] for m in store.labels("model")])
                 keep = subsample(y, ctx.cfg.max_per_class)
                 data.append((store.artifacts(keep), y[keep], tuple(store.manifest["artifact_shape"]) or None))
             (xa, ya, shape), (xb, yb, _) = data
+            a = ctx.attributor()
+            make = attributor_factory(a.model_copy(update={"arch": arch_for(a.arch, shape)}), shape,
+                                      manifold.space.positional, ctx.show_progress)
             accs = []
             for seed in ctx.cfg.seeds:
                 sp = stratified_split(ya, (0.8, 0.2, 0.0), seed)
-                kw = {k: v for k, v in ctx.cfg.attributor.items() if k in ATTRIBUTOR_KEYS}
-                kw["arch"] = arch_for(kw.get("arch", "auto"), shape)
-                att = Attributor(shape, seed=seed, coords=space == "freq", device=ctx.device,
-                                 show_progress=ctx.show_progress, **kw)
+                att = make(seed)
                 att.fit(xa[sp["train"]], ya[sp["train"]], xa[sp["val"]], ya[sp["val"]])
                 accs.append(float((att.predict(xb) == yb).mean()))
             m, s = mean_std(accs)
@@ -221,7 +221,7 @@ def figures(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
         store, _ = artifact_store(real_set, gen, space, ctx.cfg.space_options.get(space),
                                   show_progress=ctx.show_progress)
         panels.append((f"ManiFPT-{space.upper()} artifacts", store.artifacts(keep)))
-        if space in ("rgb", "freq"):
+        if store.manifest["artifact_shape"]:  # image-shaped artifacts
             triplet_figure(store.root, out / "figures" / f"triplets-{space}.png", per_model=1)
             figs.append(f"figures/triplets-{space}.png")
     tsne_figure(panels, labels[keep], out / "figures" / "tsne.png")

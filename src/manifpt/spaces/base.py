@@ -46,7 +46,11 @@ class Space(ABC):
     """
 
     name: ClassVar[str] = "?"
+    #: artifacts can be viewed as C×H×W images (a CNN attributor, image figures)
     image_shaped: ClassVar[bool] = False
+    #: an element's position carries meaning that a translation-equivariant CNN would lose (FREQ: the
+    #: position is the frequency), so the attributor gets coordinate channels (CoordConv)
+    positional: ClassVar[bool] = False
     batch_size: int = 256
 
     def fit(self, real: ImageSource) -> Space:
@@ -83,6 +87,10 @@ class Space(ABC):
             return None
         c = 1 if len(image_shape) == 2 else image_shape[2]
         return (c, image_shape[0], image_shape[1])
+
+    def view(self, chw: np.ndarray) -> np.ndarray | None:
+        """A 2-D picture of one [0, 1] C×H×W image in this space, shown beside it in figures (or ``None``)."""
+        return None
 
     def cache_key(self) -> str:
         blob = json.dumps({"space": self.name, **self.settings()}, sort_keys=True, default=str)

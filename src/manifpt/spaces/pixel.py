@@ -48,6 +48,8 @@ def log_spectrum(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 class FreqSpace(_ImageShaped):
     """Per-channel centred log-magnitude spectrum of [0, 1]-scaled pixels, flattened C×H×W."""
 
+    positional = True
+
     def __init__(self, eps: float = 1e-12, batch_size: int = 512):
         self.eps = eps
         self.batch_size = batch_size
@@ -58,3 +60,6 @@ class FreqSpace(_ImageShaped):
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         x = to_chw(images).astype(np.float64) / 255.0
         return log_spectrum(x, self.eps).astype(np.float32).reshape(len(x), -1)
+
+    def view(self, chw: np.ndarray) -> np.ndarray:
+        return log_spectrum(chw, self.eps).mean(0)
