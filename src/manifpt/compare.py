@@ -18,22 +18,10 @@ import numpy as np
 from pydantic import Field
 
 from .attribute.config import WithAttributor
-from .attribute.nets import arch_for
 from .cache import write_json
 from .data import GeneratedSet, ImageSet
-from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
-from .pipeline import (
-    artifact_store,
-    attributor_factory,
-    check_labels,
-    check_names,
-    check_overlap,
-    check_paths,
-    check_seeds,
-    check_target,
-    manifpt_name,
-    open_sets,
-)
+from .evaluate import SeedResult, artifact_structure_rows, evaluate, result_rows
+from .pipeline import check_labels, check_run, manifpt_method, open_sets
 from .progress import STAGES
 from .spaces import list_spaces
 from .splits import subsample
@@ -100,10 +88,7 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
 
     STAGES.reset()
     t_start = time.perf_counter()
-    check_names(cfg.spaces, cfg.projections, cfg.methods)
-    check_paths(cfg.real, cfg.generated, out)
-    check_target(cfg.generated, cfg.target)
-    check_seeds(cfg.seeds)
+    check_run(cfg.real, cfg.generated, out, cfg.target, cfg.seeds, cfg.spaces, cfg.projections, cfg.methods)
     with STAGES("decode"):
         real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
     if cfg.models is not None:
@@ -121,18 +106,13 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     for space in cfg.spaces:
         for proj in cfg.projections:
             with STAGES("artifacts (project, store)"):
-                store, manifold = artifact_store(real_set, gen, space, cfg.space_options.get(space), cfg.backend,
-                                                 cfg.size, show_progress, proj, cfg.projection_options.get(proj))
-            table = store.table()
-            check_overlap(table, False)
-            shape = tuple(store.manifest["artifact_shape"]) or None
-            X = store.artifacts(keep)
-            att = cfg.attributor.model_copy(update={"arch": arch_for(cfg.attributor.arch, shape)})
-            name = manifpt_name(proj)
-            methods.append(ArrayMethod(name, space, X, shape,
-                                       attributor_factory(att, shape, manifold.space.positional, show_progress)))
-            structure_rows += artifact_structure_rows(X, [table[i] for i in keep], cfg.target, task, space,
-                                                      [cfg.target], method=name)
+                method, table, _, _ = manifpt_method(
+                    real_set, gen, keep, space, cfg.attributor, projection=proj,
+                    space_options=cfg.space_options.get(space), projection_options=cfg.projection_options.get(proj),
+                    backend=cfg.backend, size=cfg.size, per_space_arch=True, show_progress=show_progress)
+            methods.append(method)
+            structure_rows += artifact_structure_rows(method.X, table, cfg.target, task, space, [cfg.target],
+                                                      method=method.name)
     if cfg.methods:
         with STAGES("decode", len(keep)):
             images = gen.images.load(keep)

@@ -23,7 +23,6 @@ from .attribute.config import WithAttributor
 from .cache import atomic_write_text, write_json
 from .data import (
     BadImageError,
-    GeneratedSet,
     ImageSet,
     decode_bytes,
     find_images,
@@ -32,23 +31,12 @@ from .data import (
     resize_uint8,
 )
 from .errors import DataError
-from .evaluate import ArrayMethod, SeedResult, artifact_structure_rows, evaluate, result_rows
+from .evaluate import SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
-from .pipeline import (
-    artifact_store,
-    attributor_factory,
-    check_labels,
-    check_names,
-    check_overlap,
-    check_paths,
-    check_seeds,
-    check_target,
-    manifpt_name,
-    open_sets,
-)
+from .pipeline import check_labels, check_run, manifpt_method, open_sets
 from .spaces import get_space
 from .splits import subsample
-from .store import ArtifactStore, write_bad_files
+from .store import write_bad_files
 
 RUN_FORMAT = "manifpt-run/1"
 
@@ -74,20 +62,10 @@ class FitConfig(WithAttributor):
     tsne: bool = True
 
 
-def artifact_store_for(cfg: FitConfig, show_progress: bool = True,
-                       sets: tuple[ImageSet, GeneratedSet] | None = None) -> tuple[ArtifactStore, Manifold]:
-    real_set, gen = sets or open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
-    return artifact_store(real_set, gen, cfg.space, cfg.space_options, cfg.backend, cfg.size, show_progress,
-                          cfg.projection, cfg.projection_options)
-
-
 def check_fit_config(cfg: FitConfig, out: str | Path | None) -> FitConfig:
     """Every argument checked before any image is read; returns the config with absolute folder paths
     (run.json must work from any directory)."""
-    check_names([cfg.space], [cfg.projection])
-    check_paths(cfg.real, cfg.generated, out)
-    check_target(cfg.generated, cfg.target)
-    check_seeds(cfg.seeds)
+    check_run(cfg.real, cfg.generated, out, cfg.target, cfg.seeds, [cfg.space], [cfg.projection])
     return cfg.model_copy(update={"real": str(Path(cfg.real).resolve()),
                                   "generated": str(Path(cfg.generated).resolve())})
 
@@ -105,16 +83,11 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     out.mkdir(parents=True, exist_ok=True)
     bad = sets[0].bad + sets[1].images.bad
     write_bad_files(out / "bad_files.csv", bad)
-    store, manifold = artifact_store_for(cfg, show_progress, sets)
-    table = store.table()
-    check_overlap(table, cfg.allow_overlap)
-    table = [table[i] for i in keep]
-    labels = labels_all[keep]
-    X = store.artifacts(keep)
-    man = store.manifest
-    shape = tuple(man["artifact_shape"]) or None
-    method = ArrayMethod(manifpt_name(cfg.projection), cfg.space, X, shape,
-                         attributor_factory(cfg.attributor, shape, manifold.space.positional, show_progress))
+    method, table, store, manifold = manifpt_method(
+        *sets, keep, cfg.space, cfg.attributor, projection=cfg.projection, space_options=cfg.space_options,
+        projection_options=cfg.projection_options, backend=cfg.backend, size=cfg.size,
+        allow_overlap=cfg.allow_overlap, show_progress=show_progress)
+    labels, X, man = labels_all[keep], method.X, store.manifest
     task = cfg.task or f"{cfg.target}-attribution"
     results = evaluate([method], labels, cfg.seeds, cfg.fractions, out=out / "models", keep_features=cfg.tsne,
                        show_progress=show_progress)

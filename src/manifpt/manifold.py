@@ -240,7 +240,7 @@ class Manifold:
             self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
         p = self.projection
         self.projector_ = get_projector(p, **(self.projection_options or {})) if isinstance(p, str) else p
-        self.projector_.fit(self)
+        self.projector_.fit(self.real_, self.show_progress)
         return self
 
     # -- projection -------------------------------------------------------------------
@@ -290,7 +290,8 @@ class Manifold:
             p = self.index_.search(e, kk)
             sl = slice(lo, lo + len(e))
             embs[sl], idx[sl], dist[sl], same[sl] = e, p[1], p[0], ident
-            arts[sl] = e - self.projector_.project(self, e, imgs, p[1][:, :max(self.projector_.k, 1)], p[0])
+            arts[sl] = e - self.projector_.project(e, imgs, p[1][:, :max(self.projector_.k, 1)], p[0], self.embeddings_,
+                                                    self.space.embed)
         proj = Projection(idx[:, 0], dist[:, 0], same) if k == 1 else Projection(idx[:, :k], dist[:, :k], same)
         return embs, proj, arts
 

@@ -13,6 +13,7 @@ from .attribute import Attributor, AttributorConfig
 from .cache import cache_dir, hash_json
 from .data import GeneratedSet, ImageSet, load_factors, match_channels
 from .errors import DataError, UnknownNameError, UsageError, check_name
+from .evaluate import ArrayMethod
 from .manifold import Manifold
 from .progress import notice
 from .spaces import get_space
@@ -101,7 +102,41 @@ def attributor_factory(config: AttributorConfig, input_shape: tuple[int, ...] | 
     return make
 
 
+def manifpt_method(real_set: ImageSet, gen: GeneratedSet, keep: np.ndarray, space: str,
+                   attributor: AttributorConfig, *, projection: str = "nn1",
+                   space_options: dict[str, Any] | None = None, projection_options: dict[str, Any] | None = None,
+                   backend: str = "auto", size: int | None = None,
+                   allow_overlap: bool = False, per_space_arch: bool = False,
+                   show_progress: bool = True) -> tuple[ArrayMethod, list[dict[str, str]], ArtifactStore, Manifold]:
+    """ManiFPT in one space: the artifacts of the generated images ``keep`` (cached, checked for overlap
+    with the real set) and their attributor. ``per_space_arch``: ``attributor.arch`` is a run-wide
+    choice for image-shaped artifacts, vector ones get the default head (``arch_for``).
+
+    Returns (method, the store's table rows of ``keep``, the store, the fitted manifold)."""
+    from .attribute.nets import arch_for
+
+    store, manifold = artifact_store(real_set, gen, space, space_options, backend, size, show_progress, projection,
+                                     projection_options)
+    table = store.table()
+    check_overlap(table, allow_overlap)
+    shape = tuple(store.manifest["artifact_shape"]) or None
+    if per_space_arch:
+        attributor = attributor.model_copy(update={"arch": arch_for(attributor.arch, shape)})
+    method = ArrayMethod(manifpt_name(projection), space, store.artifacts(keep), shape,
+                         attributor_factory(attributor, shape, manifold.space.positional, show_progress))
+    return method, [table[i] for i in keep], store, manifold
+
+
 # --------------------------------------------------------------------------- checks before any work
+
+
+def check_run(real: str | Path, generated: str | Path, out: str | Path | None, target: str, seeds: Sequence[int],
+              spaces: Iterable[str] = (), projections: Iterable[str] = (), methods: Iterable[str] = ()) -> None:
+    """Every argument of a fit or compare run, checked before any image is read."""
+    check_names(spaces, projections, methods)
+    check_paths(real, generated, out)
+    check_target(generated, target)
+    check_seeds(seeds)
 
 
 def check_paths(real: str | Path, generated: str | Path, out: str | Path | None = None) -> None:

@@ -20,6 +20,7 @@ The estimators here share the same exact k-NN search and differ in what they mak
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,10 +29,13 @@ from .registry import Registry
 from .search import gather_rows
 
 if TYPE_CHECKING:
-    from .manifold import Manifold
+    from .data import ImageSource
+
+#: rows of the real embeddings, readable by an index array (ndarray, memmap, ``cache.DiskRows``)
+Rows = Any
 
 #: every estimator of x*, by name (all defined in this module)
-PROJECTORS: Registry[type[Projector]] = Registry("projection")
+PROJECTORS: Registry[type[Projector]] = Registry("projection", group="manifpt.projections")
 register_projector = PROJECTORS.register
 
 
@@ -50,13 +54,18 @@ class Projector(ABC):
     #: how many nearest neighbours ``project`` needs (0: none)
     k: int = 1
 
-    def fit(self, manifold: Manifold) -> Projector:
+    def fit(self, real: ImageSource, show_progress: bool = True) -> Projector:
+        """Learn from the real images, where the estimator needs to (the autoencoder)."""
         return self
 
     @abstractmethod
-    def project(self, manifold: Manifold, emb: np.ndarray, images: np.ndarray, nn_index: np.ndarray,
-                nn_sqdist: np.ndarray) -> np.ndarray:
-        """x* embeddings (float32 N×D); ``nn_index`` is N×k, sorted by distance."""
+    def project(self, emb: np.ndarray, images: np.ndarray, nn_index: np.ndarray, nn_sqdist: np.ndarray,
+                real_emb: Rows, embed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """x* embeddings (float32 N×D) of the query embeddings ``emb`` (of ``images``).
+
+        ``nn_index`` / ``nn_sqdist``: their ``k`` nearest real samples (N×k, by distance); ``real_emb``:
+        the real embeddings (rows readable by index: an array, a memmap or ``cache.DiskRows``);
+        ``embed``: the space's embedding of images."""
 
     def settings(self) -> dict[str, Any]:
         return {"projection": self.name}
@@ -64,8 +73,8 @@ class Projector(ABC):
 
 @register_projector("nn1")
 class NearestNeighbour(Projector):
-    def project(self, manifold, emb, images, nn_index, nn_sqdist):
-        return gather_rows(manifold.embeddings_, nn_index[:, 0])
+    def project(self, emb, images, nn_index, nn_sqdist, real_emb, embed):
+        return gather_rows(real_emb, nn_index[:, 0])
 
 
 @register_projector("knn-mean")
@@ -73,8 +82,8 @@ class KNNMean(Projector):
     def __init__(self, k: int = 10):
         self.k = k
 
-    def project(self, manifold, emb, images, nn_index, nn_sqdist):
-        ys = gather_rows(manifold.embeddings_, nn_index.ravel()).reshape(*nn_index.shape, -1)
+    def project(self, emb, images, nn_index, nn_sqdist, real_emb, embed):
+        ys = gather_rows(real_emb, nn_index.ravel()).reshape(*nn_index.shape, -1)
         return ys.astype(np.float64).mean(1).astype(np.float32)
 
     def settings(self) -> dict[str, Any]:
@@ -106,8 +115,8 @@ class LocalAffine(Projector):
     def __init__(self, k: int = 10, ridge: float = 1e-3):
         self.k, self.ridge = k, ridge
 
-    def project(self, manifold, emb, images, nn_index, nn_sqdist):
-        ys = gather_rows(manifold.embeddings_, nn_index.ravel()).reshape(*nn_index.shape, -1)
+    def project(self, emb, images, nn_index, nn_sqdist, real_emb, embed):
+        ys = gather_rows(real_emb, nn_index.ravel()).reshape(*nn_index.shape, -1)
         return affine_projection(emb, ys, self.ridge).astype(np.float32)
 
     def settings(self) -> dict[str, Any]:
@@ -118,7 +127,7 @@ class LocalAffine(Projector):
 class Raw(Projector):
     k = 0
 
-    def project(self, manifold, emb, images, nn_index, nn_sqdist):
+    def project(self, emb, images, nn_index, nn_sqdist, real_emb, embed):
         return np.zeros_like(emb)
 
 
@@ -133,16 +142,16 @@ class AutoencoderProjector(Projector):
 
         self.config = AEConfig(**config)
 
-    def fit(self, manifold: Manifold) -> AutoencoderProjector:
+    def fit(self, real: ImageSource, show_progress: bool = True) -> AutoencoderProjector:
         from .autoencoder import load_or_train
 
-        self.ae_, self.ae_key_ = load_or_train(manifold.real_, self.config, manifold.show_progress)
+        self.ae_, self.ae_key_ = load_or_train(real, self.config, show_progress)
         return self
 
-    def project(self, manifold, emb, images, nn_index, nn_sqdist):
+    def project(self, emb, images, nn_index, nn_sqdist, real_emb, embed):
         from .autoencoder import reconstruct
 
-        return manifold.space.embed(reconstruct(self.ae_, images))
+        return embed(reconstruct(self.ae_, images))
 
     def settings(self) -> dict[str, Any]:
         return {"projection": self.name, **self.config.model_dump(), "ae": getattr(self, "ae_key_", None)}

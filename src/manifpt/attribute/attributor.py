@@ -164,14 +164,19 @@ class Attributor(ClassifierMixin, BaseEstimator):
         return self
 
     @torch.inference_mode()
-    def _proba(self, X: np.ndarray, bs: int = 512) -> np.ndarray:
+    def _apply(self, X: np.ndarray, fn: Any, width: int, bs: int = 512) -> np.ndarray:
+        """``fn`` (network output → float tensor) over ``X`` in eval mode, in batches: N×width float32."""
         check_is_fitted(self, "net_")
         self.net_.eval()
         out = []
         for xb in self._batches(X, bs):
             with self._autocast():
-                out.append(torch.softmax(self.net_(xb).float(), 1).cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)), np.float32)
+                out.append(fn(xb).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        return self._apply(X, lambda xb: torch.softmax(self.net_(xb).float(), 1), len(self.classes_))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order (rows sum to 1)."""
@@ -181,16 +186,9 @@ class Attributor(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)  # first: an unfitted attributor raises NotFittedError there
         return self.classes_[proba.argmax(1)]
 
-    @torch.inference_mode()
-    def transform(self, X: np.ndarray, bs: int = 512) -> np.ndarray:
+    def transform(self, X: np.ndarray) -> np.ndarray:
         """Penultimate features (the attributor's learned fingerprint space)."""
-        check_is_fitted(self, "net_")
-        self.net_.eval()
-        out = []
-        for xb in self._batches(X, bs):
-            with self._autocast():
-                out.append(self.net_.features(xb).float().cpu())
-        return torch.cat(out).numpy()
+        return self._apply(X, lambda xb: self.net_.features(xb), 0)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -27,10 +27,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..registry import Registry
 
-#: every prior method, by name; the built-in ones live in these modules
-BASELINES: Registry[type[Baseline]] = Registry(
-    "baseline", [f"manifpt.baselines.{m}" for m in ("durall20", "dzanic20", "marra18", "marra19", "mcclo18",
-                                                    "nataraj19", "wang20", "yu19")])
+#: every prior method, by name: the modules of manifpt.baselines and installed plugins
+BASELINES: Registry[type[Baseline]] = Registry("baseline", package="manifpt.baselines", group="manifpt.baselines")
 
 #: ITU-R BT.601 luma weights: what OpenCV's ``imread(path, 0)`` uses, i.e. the grayscale that the
 #: frequency baselines' reference code (Durall et al.) computes its spectra on.

@@ -1,7 +1,9 @@
-"""Embedding spaces: ``get_space("rgb" | "freq" | "sl" | "ssl")``; add one with ``@register_space``."""
+"""Embedding spaces: ``get_space("rgb" | "freq" | "sl" | "ssl")``; add one with ``@register_space``.
 
-from . import pixel, sl, ssl  # noqa: F401  (registration side effects)
+The registry imports the modules of this package on first lookup: a new space is one new file here
+(or a plugin package, see docs/extending.md).
+"""
+
 from .base import Space, get_space, list_spaces, register_space
 
 __all__ = ["Space", "get_space", "list_spaces", "register_space"]
-

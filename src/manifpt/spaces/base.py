@@ -12,8 +12,8 @@ import numpy as np
 from ..data import ImageSource
 from ..registry import Registry
 
-#: every embedding space, by name; the built-in ones live in these modules
-SPACES: Registry[type[Space]] = Registry("space", ("manifpt.spaces.pixel", "manifpt.spaces.sl", "manifpt.spaces.ssl"))
+#: every embedding space, by name: the modules of manifpt.spaces and installed plugins
+SPACES: Registry[type[Space]] = Registry("space", package="manifpt.spaces", group="manifpt.spaces")
 #: class decorator: make a space available as ``get_space(name)``
 register_space = SPACES.register
 

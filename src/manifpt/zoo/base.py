@@ -53,19 +53,32 @@ class ZooModel(ABC):
     #: default learning rate when the config gives none.
     default_lr: ClassVar[float] = 2e-4
 
+    #: the attributes holding the checkpointed networks (checkpoint key = attribute name)
+    NETWORKS: ClassVar[tuple[str, ...]] = ()
+    #: the ones that produce samples (their parameter count is the model's ``params``); () = all
+    SAMPLERS: ClassVar[tuple[str, ...]] = ()
+    #: design factors of families whose factors do not depend on options (others override ``factors``)
+    FACTORS: ClassVar[dict[str, str]] = {}
+
     def __init__(self, options: FamilyOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
         self.options, self.shape, self.device, self.lr = options, shape, device, lr
         #: completed training steps; set by the build loop before each ``train_step`` (warm-up, EMA).
         self.current_step = 0
+        self.build()
 
     # -- what the build loop needs ---------------------------------------------------------
     @abstractmethod
+    def build(self) -> None:
+        """Create the networks named in ``NETWORKS`` and the optimiser ``self.opt`` (or override
+        ``optimizers``); ``options``, ``shape``, ``device`` and ``lr`` are set."""
+
     def networks(self) -> dict[str, nn.Module]:
         """Every module whose state is checkpointed (name → module)."""
+        return {a: getattr(self, a) for a in self.NETWORKS}
 
-    @abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser whose state is checkpointed."""
+        return {"opt": self.opt}
 
     @abstractmethod
     def train_step(self, batch: Batch, gen: torch.Generator) -> dict[str, float]:
@@ -75,13 +88,13 @@ class ZooModel(ABC):
     def sample(self, n: int, gen: torch.Generator) -> np.ndarray:
         """``n`` images as uint8 N×H×W(×3), drawn with ``gen`` only."""
 
-    @abstractmethod
     def factors(self) -> dict[str, str]:
         """Design factors: upsampling, loss, norm, last_nl (``n/a`` where a factor does not apply)."""
+        return dict(self.FACTORS)
 
     def sampling_networks(self) -> list[nn.Module]:
         """The networks that produce samples (their parameter count is the model's ``params``)."""
-        return list(self.networks().values())
+        return [getattr(self, a) for a in self.SAMPLERS or self.NETWORKS]
 
     def after_step(self, step: int) -> None:  # noqa: B027 - optional hook (e.g. EMA update)
         """Called after each training step with the new step count."""

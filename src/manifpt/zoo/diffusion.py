@@ -1,4 +1,4 @@
-"""DDPM (Ho et al., 2020) with diffusers' ``UNet2DModel`` and ``DDPMScheduler``; DDIM sampling.
+"""DDPM (Ho et al., 2020) with diffusers" ``UNet2DModel`` and ``DDPMScheduler``; DDIM sampling.
 
 CPU-sized: a three-level U-Net (channels 32/64/64, one ResNet block per level, self-attention only
 in the 7×7 / 4×4 middle block, group norm with 8 groups), ε-prediction with an MSE loss over
@@ -6,18 +6,17 @@ in the 7×7 / 4×4 middle block, group norm with 8 groups), ε-prediction with a
 usual (1 + t)/(10 + t) warm-up) that is used for sampling. Sampling runs the deterministic DDIM
 sampler (η = 0, Song et al., 2021) for ``sample_steps`` steps from the same noise schedule, which is
 the standard fast sampler for a DDPM-trained network (``sample_steps: 0`` runs full ancestral DDPM).
-diffusers' up-blocks upsample by nearest interpolation + 3×3 convolution, hence ``nearest_conv``.
+diffusers" up-blocks upsample by nearest interpolation + 3×3 convolution, hence ``nearest_conv``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import Batch, FamilyOptions, ZooModel, register_family, to_uint8
 
@@ -39,40 +38,30 @@ class DDPM(ZooModel):
     architecture = "diffusers UNet2DModel + DDPMScheduler (DDIM sampling)"
     Options = DDPMOptions
     default_lr = 5e-4
+    NETWORKS = ("unet", "ema")
+    SAMPLERS = ("ema",)
+    FACTORS: ClassVar[dict[str, str]] = dict(upsampling="nearest_conv", loss="eps_mse", norm="group", last_nl="n/a")
 
-    def __init__(self, options: DDPMOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
-        super().__init__(options, shape, device, lr)
+    def build(self) -> None:
         from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-        o = options
-        c, h, _ = shape
+        o = self.options
+        c, h, _ = self.shape
         n = len(o.channels)
         self.unet = UNet2DModel(
             sample_size=h, in_channels=c, out_channels=c, block_out_channels=tuple(o.channels),
             layers_per_block=o.layers_per_block, norm_num_groups=o.norm_groups,
             down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
             add_attention=o.mid_attention, attention_head_dim=min(32, o.channels[-1]),
-        ).to(device)
+        ).to(self.device)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.scheduler = DDPMScheduler(num_train_timesteps=o.timesteps, beta_schedule=o.beta_schedule)
         self.sampler = DDIMScheduler.from_config(self.scheduler.config) if o.sample_steps else None
-        self.opt = torch.optim.Adam(self.unet.parameters(), lr=lr)
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet, "ema": self.ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt}
-
-    def sampling_networks(self) -> list[nn.Module]:
-        return [self.ema]
+        self.opt = torch.optim.Adam(self.unet.parameters(), lr=self.lr)
 
     def train(self, mode: bool = True) -> None:
         self.unet.train(mode)
         self.ema.eval()
-
-    def factors(self) -> dict[str, str]:
-        return {"upsampling": "nearest_conv", "loss": "eps_mse", "norm": "group", "last_nl": "n/a"}
 
     def train_step(self, batch: Batch, gen: torch.Generator) -> dict[str, float]:
         x = batch() * 2 - 1

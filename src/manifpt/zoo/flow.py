@@ -15,6 +15,7 @@ and its every random number comes from the build loop's generator (exact resume)
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -197,20 +198,13 @@ class Flow(ZooModel):
     architecture = "manifpt Glow-style flow (actnorm, 1x1 conv, affine coupling, multi-scale)"
     Options = FlowOptions
     default_lr = 1e-3
+    NETWORKS = ("flow",)
+    FACTORS: ClassVar[dict[str, str]] = dict(upsampling="n/a", loss="nll", norm="actnorm", last_nl="n/a")
 
-    def __init__(self, options: FlowOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
-        super().__init__(options, shape, device, lr)
-        self.flow = MultiScaleFlow(shape, options.n_scales, options.depth, options.hidden).to(device)
-        self.opt = torch.optim.Adam(self.flow.parameters(), lr=lr)
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"flow": self.flow}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt}
-
-    def factors(self) -> dict[str, str]:
-        return {"upsampling": "n/a", "loss": "nll", "norm": "actnorm", "last_nl": "n/a"}
+    def build(self) -> None:
+        o = self.options
+        self.flow = MultiScaleFlow(self.shape, o.n_scales, o.depth, o.hidden).to(self.device)
+        self.opt = torch.optim.Adam(self.flow.parameters(), lr=self.lr)
 
     def nll_bits(self, pixels01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Mean negative log-likelihood of the discrete pixels, in bits per dimension."""

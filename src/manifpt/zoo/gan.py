@@ -23,7 +23,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import Batch, FamilyOptions, ZooModel, register_family, to_uint8
 from .layers import ConvDecoder, ConvEncoder, Upsampling
@@ -72,10 +71,11 @@ class GAN(ZooModel):
     architecture = "manifpt DCGAN"
     Options = GANOptions
     default_lr = 2e-4
+    NETWORKS = ("G", "D")
+    SAMPLERS = ("G",)
 
-    def __init__(self, options: GANOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
-        super().__init__(options, shape, device, lr)
-        o = options
+    def build(self) -> None:
+        o, shape, device, lr = self.options, self.shape, self.device, self.lr
         g_norm = "batch" if o.norm == "spectral" else o.norm
         d_norm = "layer" if (o.loss == "wgan_gp" and o.norm == "batch") else o.norm
         self.G = ConvDecoder(o.z_dim, shape, o.width, o.upsampling, g_norm, o.last_nl).to(device)
@@ -83,14 +83,8 @@ class GAN(ZooModel):
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=o.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=o.betas)
 
-    def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
-
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_g, "D": self.opt_d}
-
-    def sampling_networks(self) -> list[nn.Module]:
-        return [self.G]
 
     def factors(self) -> dict[str, str]:
         o = self.options

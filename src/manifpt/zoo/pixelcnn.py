@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -103,21 +104,13 @@ class PixelCNN(ZooModel):
     architecture = "manifpt PixelCNN (masked convolutions, 256-way softmax)"
     Options = PixelCNNOptions
     default_lr = 1e-3
+    NETWORKS = ("net",)
+    FACTORS: ClassVar[dict[str, str]] = dict(upsampling="n/a", loss="nll", norm="none", last_nl="n/a")
 
-    def __init__(self, options: PixelCNNOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
-        super().__init__(options, shape, device, lr)
-        o = options
-        self.net = PixelCNNNet(shape[0], o.width, tuple(o.dilations), o.first_kernel, o.head).to(device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"net": self.net}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt}
-
-    def factors(self) -> dict[str, str]:
-        return {"upsampling": "n/a", "loss": "nll", "norm": "none", "last_nl": "n/a"}
+    def build(self) -> None:
+        o = self.options
+        self.net = PixelCNNNet(self.shape[0], o.width, tuple(o.dilations), o.first_kernel, o.head).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
 
     def train_step(self, batch: Batch, gen: torch.Generator) -> dict[str, float]:
         x = batch()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import Batch, FamilyOptions, ZooModel, register_family, to_uint8
 from .layers import ConvDecoder, ConvEncoder, Upsampling
@@ -30,22 +29,14 @@ class VAE(ZooModel):
     architecture = "manifpt β-VAE (DCGAN encoder/decoder)"
     Options = VAEOptions
     default_lr = 1e-3
+    NETWORKS = ("enc", "dec")
+    SAMPLERS = ("dec",)
 
-    def __init__(self, options: VAEOptions, shape: tuple[int, int, int], device: torch.device, lr: float):
-        super().__init__(options, shape, device, lr)
-        o = options
+    def build(self) -> None:
+        o, shape, device = self.options, self.shape, self.device
         self.enc = ConvEncoder(shape, o.width, "batch", 2 * o.z_dim).to(device)
         self.dec = ConvDecoder(o.z_dim, shape, o.width, o.upsampling, "batch", "none").to(device)
-        self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=lr)
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"enc": self.enc, "dec": self.dec}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.opt}
-
-    def sampling_networks(self) -> list[nn.Module]:
-        return [self.dec]
+        self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=self.lr)
 
     def factors(self) -> dict[str, str]:
         return {"upsampling": self.options.upsampling, "loss": "elbo", "norm": "batch", "last_nl": "sigmoid"}
