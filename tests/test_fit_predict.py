@@ -104,3 +104,20 @@ def test_predict_rejects_wrong_size(run_dir: Path, tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p)
     r = runner.invoke(app, ["predict", "--model", str(run_dir), str(p)])
     assert r.exit_code == 1 and "expects" in r.output
+
+
+def test_fit_config_file_and_attributor_flags(folders, tmp_path) -> None:
+    """`fit --config FILE`: any FitConfig field, the attributor's under `attributor:`; flags win."""
+    real, gen = folders
+    (tmp_path / "fit.yaml").write_text("space: rgb\nseeds: [0]\ntsne: false\n"
+                                       "attributor: {arch: linear, epochs: 9, lr: 0.02}\n")
+    r = runner.invoke(app, ["fit", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "o"),
+                            "--config", str(tmp_path / "fit.yaml"), "--epochs", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "o" / "run.json").read_text())["config"]
+    assert (cfg["seeds"], cfg["tsne"], cfg["attributor"]) == ([0], False, {**cfg["attributor"], "arch": "linear",
+                                                                           "epochs": 2, "lr": 0.02})
+    (tmp_path / "bad.yaml").write_text("attributor: {learning_rate: 0.1}\n")
+    r = runner.invoke(app, ["fit", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "b"),
+                            "--config", str(tmp_path / "bad.yaml")])
+    assert r.exit_code == 2 and "learning_rate" in r.output and "Traceback" not in r.output

@@ -17,8 +17,7 @@ from torch import nn
 
 from .cache import atomic_dir, cache_dir, hash_json, write_json
 from .data import ImageSource
-from .progress import progress
-from .runtime import default_device, seed_everything, to_float_tensor
+from .runtime import default_device, seed_everything, to_float_tensor, train_steps
 
 
 class AEConfig(BaseModel):
@@ -57,18 +56,14 @@ def train_autoencoder(real: ImageSource, cfg: AEConfig, device: torch.device, sh
     gen = seed_everything(cfg.seed)
     c = 1 if len(real.shape) == 2 else 3
     ae = ConvAutoencoder(c, real.shape[0], real.shape[1], cfg).to(device)
-    opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    bar = progress(range(cfg.steps), desc="autoencoder (real set)", disable=not show)
-    for _ in bar:
+
+    def step_loss() -> torch.Tensor:
         idx = np.sort(torch.randint(len(real), (min(cfg.batch_size, len(real)),), generator=gen).numpy())
         x = to_float_tensor(real.load(idx), device)
-        loss = F.mse_loss(ae(x), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(mse=f"{loss.item():.4f}")
+        return F.mse_loss(ae(x), x)
+
+    train_steps(ae.parameters(), step_loss, steps=cfg.steps, lr=cfg.lr, weight_decay=1e-4,
+                desc="autoencoder (real set)", show=show)
     return ae.eval().cpu()
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -204,18 +208,44 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
     print_table(*results_table(rows), title, ("method", "space", "target", "metric"))
 
 
-# The attributor's common flags (every field of attribute.config.AttributorConfig can also come from
-# --config FILE, under `attributor:`); unset flags leave the file's value or the default in place.
-ArchOpt = Annotated[str | None, typer.Option(help="Attributor: auto, resnet50, resnet18, cifar_resnet, mlp, linear "
-                                                  "[default: auto].")]
-EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Attributor training epochs [default: 40].")]
-BatchOpt = Annotated[int | None, typer.Option(min=2, help="Attributor batch size [default: 64].")]
-DepthOpt = Annotated[int | None, typer.Option(min=1, help="CIFAR-ResNet blocks per stage [default: 3].")]
-LrOpt = Annotated[float | None, typer.Option(min=0, help="Attributor learning rate [default: 1e-3, 1e-4 when "
-                                                         "ImageNet-initialised].")]
-PatienceOpt = Annotated[int | None, typer.Option(min=1, help="Epochs without progress before stopping "
-                                                             "[default: 6].")]
-DeviceOpt = Annotated[str | None, typer.Option(help="Attributor device, e.g. cpu, cuda [default: CUDA if present].")]
+# The attributor's common flags, added to a command by ``@attributor_options`` (every field of
+# attribute.config.AttributorConfig can also come from --config FILE, under `attributor:`); a flag
+# left unset keeps the file's value or the default.
+ATTRIBUTOR_FLAGS: dict[str, Any] = {
+    "arch": Annotated[str | None, typer.Option(help="Attributor: auto, resnet50, resnet18, cifar_resnet, mlp, "
+                                                    "linear (default: auto).")],
+    "epochs": Annotated[int | None, typer.Option(min=1, help="Attributor training epochs (default: 40).")],
+    "batch_size": Annotated[int | None, typer.Option(min=2, help="Attributor batch size (default: 64).")],
+    "depth": Annotated[int | None, typer.Option(min=1, help="CIFAR-ResNet blocks per stage (default: 3).")],
+    "lr": Annotated[float | None, typer.Option(min=0, help="Attributor learning rate (default: 1e-3, 1e-4 when "
+                                                           "ImageNet-initialised).")],
+    "patience": Annotated[int | None, typer.Option(min=1, help="Epochs without progress before stopping "
+                                                               "[default: 6].")],
+    "device": Annotated[str | None, typer.Option(help="Attributor device, e.g. cpu, cuda (default: CUDA if "
+                                                      "present).")],
+}
+
+
+def attributor_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the attributor flags; it receives them as one ``attributor`` dict (unset: None)."""
+    sig = inspect.signature(command, eval_str=True)  # typer reads the annotations off the new signature
+    params = [p for p in sig.parameters.values() if p.name != "attributor"]
+    at = next(i for i, p in enumerate(params) if p.name == "quiet")
+    flags = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+             for k, a in ATTRIBUTOR_FLAGS.items()]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        att = {k: kwargs.pop(k) for k in list(kwargs) if k in ATTRIBUTOR_FLAGS}
+        return command(*args, **kwargs, attributor=att)
+
+    wrapper.__signature__ = sig.replace(parameters=params[:at] + flags + params[at:])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**typing.get_type_hints(command, include_extras=True), **ATTRIBUTOR_FLAGS}
+    wrapper.__annotations__.pop("attributor", None)
+    return wrapper
+
+
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML of settings (any field of the command's config, the "
                                                      "attributor's under `attributor:`); options given on the "
                                                      "command line override it.")]
@@ -244,6 +274,7 @@ def merge_settings(ctx: typer.Context, config: Path | None, options: dict[str, t
 
 
 @app.command("fit")
+@attributor_options
 def fit(
     ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
@@ -253,13 +284,7 @@ def fit(
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
     config: ConfigOpt = None,
-    arch: ArchOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    depth: DepthOpt = None,
-    lr: LrOpt = None,
-    patience: PatienceOpt = None,
-    device: DeviceOpt = None,
+    attributor: dict[str, Any] | None = None,
     max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
@@ -278,9 +303,8 @@ def fit(
                "space_options": ("space_opt", parse_options(space_opt)), "tsne": ("tsne", tsne),
                "allow_overlap": ("allow_overlap", allow_overlap), "projection": ("projection", projection),
                "projection_options": ("projection_opt", parse_options(projection_opt))}
-    att = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "depth": depth, "lr": lr, "patience": patience,
-           "device": device}
-    cfg = FitConfig(**{**merge_settings(ctx, config, options, att), "real": str(real), "generated": str(generated)})
+    settings = merge_settings(ctx, config, options, attributor or {})
+    cfg = FitConfig(**{**settings, "real": str(real), "generated": str(generated)})
     res = fit_run(cfg, out, show_progress=not quiet)
     print_rows(res["rows"], f"{out}: {target} from {space.upper()} artifacts, chance "
                             f"{100 / len(res['run']['classes']):.1f} %")
@@ -289,6 +313,7 @@ def fit(
 
 
 @app.command("compare")
+@attributor_options
 def compare(
     ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
@@ -303,13 +328,7 @@ def compare(
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
-    arch: ArchOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchOpt = None,
-    depth: DepthOpt = None,
-    lr: LrOpt = None,
-    patience: PatienceOpt = None,
-    device: DeviceOpt = None,
+    attributor: dict[str, Any] | None = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
@@ -322,9 +341,7 @@ def compare(
                "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
                "projections": ("projection", projection.split(","))}
-    att = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "depth": depth, "lr": lr, "patience": patience,
-           "device": device}
-    cfg = CompareConfig(**{**merge_settings(ctx, config, options, att), "real": str(real),
+    cfg = CompareConfig(**{**merge_settings(ctx, config, options, attributor or {}), "real": str(real),
                            "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
     print_table(*paper_table(rows), f"{out}: {target} attribution")

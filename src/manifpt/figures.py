@@ -15,6 +15,16 @@ from .spaces import Space, get_space
 from .store import ArtifactStore
 
 
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi, parent folders made) and close a figure."""
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _show(ax: plt.Axes, img: np.ndarray, title: str | None = None, cmap: str | None = None,
           signed: bool = False) -> None:
     lim = float(np.abs(img).max()) or 1.0
@@ -75,12 +85,7 @@ def triplet_figure(store_dir: str | Path, out: str | Path, per_model: int = 2) -
             ax[2].set_title(f"artifact, {len(a)}-d (‖a‖={float(row['artifact_norm']):.3g})", fontsize=8)
             ax[2].set_xticks([])
     fig.suptitle(f"ManiFPT artifacts in {space.upper()} space", fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def zoo_sheet(gen_dir: str | Path, out: str | Path, per_model: int = 16, real_dir: str | Path | None = None,
@@ -118,9 +123,4 @@ def zoo_sheet(gen_dir: str | Path, out: str | Path, per_model: int = 16, real_di
             canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
         ax.imshow(canvas, cmap="gray" if canvas.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -36,15 +36,7 @@ Rows = Any
 
 #: every estimator of x*, by name (all defined in this module)
 PROJECTORS: Registry[type[Projector]] = Registry("projection", group="manifpt.projections")
-register_projector = PROJECTORS.register
-
-
-def get_projector(name: str, **kwargs: Any) -> Projector:
-    return PROJECTORS.create(name, **kwargs)
-
-
-def list_projectors() -> list[str]:
-    return PROJECTORS.names()
+register_projector, get_projector, list_projectors = PROJECTORS.register, PROJECTORS.create, PROJECTORS.names
 
 
 class Projector(ABC):

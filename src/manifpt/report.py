@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .cache import atomic_write_text
+from .figures import save_figure
 
 
 @dataclass
@@ -101,11 +102,7 @@ def confusion_figure(confusions: Sequence[np.ndarray], labels: Sequence[str], pa
                 ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if c[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -136,11 +133,7 @@ def tsne_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[str],
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][-1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]], results: list, store: Any,

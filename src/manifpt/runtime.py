@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -88,3 +88,22 @@ def recalibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor
                 m.load_state_dict(state)
         model.train(was_training)
     return True
+
+
+def train_steps(params: Iterable[torch.nn.Parameter], step_loss: Callable[[], torch.Tensor], *, steps: int, lr: float,
+                weight_decay: float, desc: str, show: bool = True, fmt: str = "{:.4f}") -> None:
+    """``steps`` optimisation steps of ``step_loss()`` (it draws its own batch): AdamW with a one-cycle
+    schedule (10 % warm-up), the loss shown on a progress bar. The recipe of the real-set
+    autoencoder and of the SSL encoder."""
+    from .progress import progress
+
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    bar = progress(range(steps), desc=desc, disable=not show)
+    for _ in bar:
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=fmt.format(loss.item()))

@@ -35,17 +35,8 @@ BASELINES: Registry[type[Baseline]] = Registry("baseline", package="manifpt.base
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
 
-#: class decorator: make a baseline available as ``get_baseline(name)``
-register_baseline = BASELINES.register
-
-
-def get_baseline(name: str, **kwargs: Any) -> Baseline:
-    """Instantiate a registered baseline by name (``mcclo18``, ``nataraj19``, ``durall20``, ...)."""
-    return BASELINES.create(name, **kwargs)
-
-
-def list_baselines() -> list[str]:
-    return BASELINES.names()
+#: ``@register_baseline(name)``, ``get_baseline(name, **params)`` (an unfitted instance), ``list_baselines()``
+register_baseline, get_baseline, list_baselines = BASELINES.register, BASELINES.create, BASELINES.names
 
 
 def check_images(images: np.ndarray) -> np.ndarray:

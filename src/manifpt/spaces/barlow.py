@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ..data import ImageSource
-from ..progress import progress
-from ..runtime import seed_everything, to_float_tensor
+from ..runtime import seed_everything, to_float_tensor, train_steps
 
 
 class BarlowTwinsConfig(BaseModel):
@@ -147,21 +146,17 @@ def train_barlow_twins(real: ImageSource, cfg: BarlowTwinsConfig, device: torch.
     enc = CifarResNet(channels, cfg.width).to(device)
     proj = projector(enc.dim, cfg.proj_dim).to(device)
     params = list(enc.parameters()) + list(proj.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     bs = min(cfg.batch_size, len(real))
     enc.train()
     proj.train()
-    bar = progress(range(cfg.steps), desc="barlow twins (ssl encoder)", disable=not show_progress)
-    for _ in bar:
+
+    def step_loss() -> torch.Tensor:
         idx = torch.randint(len(real), (bs,), generator=gen).numpy()
         x = to_float_tensor(real.load(np.sort(idx)), device)
         z1 = proj(enc(normalise(augment(x, gen, cfg.crop_scale))))
         z2 = proj(enc(normalise(augment(x, gen, cfg.crop_scale))))
-        loss = barlow_twins_loss(z1, z2, cfg.lambd)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.2f}")
+        return barlow_twins_loss(z1, z2, cfg.lambd)
+
+    train_steps(params, step_loss, steps=cfg.steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                desc="barlow twins (ssl encoder)", show=show_progress, fmt="{:.2f}")
     return enc.eval().cpu()

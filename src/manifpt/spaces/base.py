@@ -14,17 +14,8 @@ from ..registry import Registry
 
 #: every embedding space, by name: the modules of manifpt.spaces and installed plugins
 SPACES: Registry[type[Space]] = Registry("space", package="manifpt.spaces", group="manifpt.spaces")
-#: class decorator: make a space available as ``get_space(name)``
-register_space = SPACES.register
-
-
-def get_space(name: str, **kwargs: Any) -> Space:
-    """Instantiate a registered embedding space by name (``rgb``, ``freq``, ``sl``, ``ssl``)."""
-    return SPACES.create(name, **kwargs)
-
-
-def list_spaces() -> list[str]:
-    return SPACES.names()
+#: ``@register_space(name)``, ``get_space(name, **settings)`` (an instance), ``list_spaces()``
+register_space, get_space, list_spaces = SPACES.register, SPACES.create, SPACES.names
 
 
 def to_chw(images: np.ndarray) -> np.ndarray:

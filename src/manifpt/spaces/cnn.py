@@ -6,6 +6,8 @@ safetensors): a weights file can never execute code.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,17 @@ def hub_checkpoint(name: str) -> Path | None:
     """A file in torch.hub's checkpoint folder, if it is there (no download)."""
     p = Path(torch.hub.get_dir()) / "checkpoints" / name
     return p if p.is_file() else None
+
+
+def find_weights(explicit: str | Path | None, env: str, label: str, hub_names: Sequence[str]) -> Path | None:
+    """The weights file to load: ``explicit``, else ``$env``, else the first of ``hub_names`` in
+    torch.hub's checkpoint folder, else ``None``; a path that was asked for but is not a file is an error."""
+    for cand in (explicit, os.environ.get(env)):
+        if cand:
+            if not Path(cand).is_file():
+                raise FileNotFoundError(f"{cand}: {label} weights file not found")
+            return Path(cand)
+    return next((p for p in map(hub_checkpoint, hub_names) if p is not None), None)
 
 
 @dataclass

@@ -9,7 +9,6 @@ backbone and the weights' SHA-256 in ``settings()``, so caches never mix backbon
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,14 @@ from .cnn import (
     Backbone,
     download_resnet50,
     efficientnet_lite0_backbone,
-    hub_checkpoint,
+    find_weights,
     resnet50_backbone,
     run_backbone,
 )
 
 
 def find_resnet50_weights(weights: str | Path | None = None) -> Path | None:
-    for cand in (weights, os.environ.get("MANIFPT_RESNET50_WEIGHTS")):
-        if cand:
-            if not Path(cand).is_file():
-                raise FileNotFoundError(f"{cand}: ResNet50 weights file not found")
-            return Path(cand)
-    for name in RESNET50_FILES:
-        if (p := hub_checkpoint(name)) is not None:
-            return p
-    return None
+    return find_weights(weights, "MANIFPT_RESNET50_WEIGHTS", "ResNet50", RESNET50_FILES)
 
 
 @register_space("sl")

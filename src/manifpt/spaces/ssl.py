@@ -10,7 +10,6 @@ Twins encoder that manifpt trains on the real set itself (``fit``), cached under
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,13 @@ from ..data import ImageSource
 from ..runtime import default_device, to_float_tensor
 from .barlow import BarlowTwinsConfig, CifarResNet, normalise, train_barlow_twins
 from .base import Space, register_space
-from .cnn import Backbone, hub_checkpoint, resnet50_backbone, run_backbone
+from .cnn import Backbone, find_weights, hub_checkpoint, resnet50_backbone, run_backbone
 
 BARLOWTWINS_URL = "https://dl.fbaipublicfiles.com/barlowtwins/ep1000_bs2048_lrw0.2_lrb0.0048_lambd0.0051/resnet50.pth"
 
 
 def find_barlowtwins_weights(weights: str | Path | None = None) -> Path | None:
-    for cand in (weights, os.environ.get("MANIFPT_BARLOWTWINS_WEIGHTS")):
-        if cand:
-            if not Path(cand).is_file():
-                raise FileNotFoundError(f"{cand}: Barlow Twins weights file not found")
-            return Path(cand)
-    return hub_checkpoint("resnet50.pth") if hub_checkpoint("resnet50.pth") else None
+    return find_weights(weights, "MANIFPT_BARLOWTWINS_WEIGHTS", "Barlow Twins", ["resnet50.pth"])
 
 
 class NotFittedError(RuntimeError):

@@ -118,17 +118,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
 
 
-#: class decorator: make a family available as ``get_family(name)``
-register_family = FAMILIES.register
-
-
-def get_family(name: str) -> type[ZooModel]:
-    """The registered family class for ``name`` (``gan``, ``vae``, ``flow``, ``ddpm``, ``pixelcnn``)."""
-    return FAMILIES.get(name)
-
-
-def list_families() -> list[str]:
-    return FAMILIES.names()
+#: ``@register_family(name)``, ``get_family(name)`` (the class), ``list_families()``
+register_family, get_family, list_families = FAMILIES.register, FAMILIES.get, FAMILIES.names
 
 
 def parse_options(family: str, options: dict[str, Any]) -> FamilyOptions:
