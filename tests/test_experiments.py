@@ -81,7 +81,7 @@ def _shrunk(preset: str):
                         for b, o in cfg.baseline_options.items()}
     return cfg.model_copy(update={
         "datasets": tiny.datasets, "seeds": [0], "max_per_class": 20, "space_options": space_options,
-        "baseline_options": baseline_options, "attributor": {**cfg.attributor, "epochs": 1},
+        "baseline_options": baseline_options, "attributor": cfg.attributor.model_copy(update={"epochs": 1}),
         "density_sizes": [100, "all"], "tsne_per_class": 4,
         "projection_options": {**cfg.projection_options, "autoencoder": {"steps": 5}}})
 
@@ -159,3 +159,24 @@ def test_an_unreadable_preset_file_is_a_data_error(tmp_path) -> None:
         (tmp_path / "p.yaml").write_text(text)
         with pytest.raises(DataError, match=why):
             load_experiment_config(tmp_path / "p.yaml")
+
+
+def test_presets_extend_other_presets(tmp_path) -> None:
+    """`extends:` starts from another preset; keys given next to it replace the preset's whole value."""
+    from manifpt.errors import UsageError
+    from manifpt.experiments import load_experiment_config
+
+    default, photos = load_experiment_config("default"), load_experiment_config("photos")
+    assert list(photos.datasets) == ["photos"] and photos.density_sizes == [1000, 5000, 10000, "all"]
+    assert (photos.attributor, photos.baseline_options, photos.seeds) == (default.attributor,
+                                                                          default.baseline_options, default.seeds)
+    (tmp_path / "mine.yaml").write_text("name: mine\nextends: quick\nseeds: [0, 1, 2, 3, 4]\n")
+    mine = load_experiment_config(tmp_path / "mine.yaml")
+    assert mine.seeds == [0, 1, 2, 3, 4] and mine.datasets == load_experiment_config("quick").datasets
+    (tmp_path / "a.yaml").write_text(f"name: a\nextends: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"name: b\nextends: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(UsageError, match="makes a cycle"):
+        load_experiment_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("name: c\nextends: nonesuch\n")
+    with pytest.raises(UsageError, match="no experiment config 'nonesuch'"):
+        load_experiment_config(tmp_path / "c.yaml")

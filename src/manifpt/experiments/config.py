@@ -46,7 +46,15 @@ class ExperimentConfig(BaseModel):
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
-    """A bundled preset (``default``, ``quick``, ``tiny``) or a YAML file."""
+    """A bundled preset (``default``, ``quick``, ``photos``, ``photos64``, ``tiny``, ``demo``) or a YAML file.
+
+    ``extends: NAME`` (a preset or a file) starts from that preset: every top-level key given next to
+    it replaces the preset's value as a whole (a mapping such as ``baseline_options`` is not merged).
+    """
+    return ExperimentConfig(**_preset_mapping(name_or_path, ()))
+
+
+def _preset_mapping(name_or_path: str | Path, seen: tuple[str, ...]) -> dict[str, Any]:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         text = p.read_text()
@@ -54,6 +62,12 @@ def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:
         res = files("manifpt") / "configs" / f"experiments-{name_or_path}.yaml"
         if not res.is_file():
             raise UsageError(f"no experiment config '{name_or_path}': not a YAML file, nor a bundled preset "
-                             "(default, quick, photos, photos64, tiny)")
+                             "(default, quick, photos, photos64, tiny, demo)")
         text = res.read_text()
-    return ExperimentConfig(**yaml_mapping(text, name_or_path))
+    data = yaml_mapping(text, name_or_path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if str(base) in seen or str(base) == str(name_or_path):
+        raise UsageError(f"{name_or_path}: 'extends: {base}' makes a cycle ({' → '.join([*seen, str(name_or_path)])})")
+    return {**_preset_mapping(base, (*seen, str(name_or_path))), **data}
