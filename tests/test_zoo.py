@@ -308,3 +308,51 @@ def test_zoo_cli(tmp_path: Path, real28: np.ndarray) -> None:
     assert r.exit_code == 0 and "gan_base" in r.output
     r = runner.invoke(zoo_app, ["configs"])
     assert "quick" in r.output
+
+
+def test_shipped_weights_replace_training_and_give_the_same_samples(tmp_path: Path, real28: np.ndarray,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifpt.errors import DataError
+    from manifpt.zoo.pretrained import export_pretrained
+
+    cfg = load_config("tiny").model_copy(update={"quality": load_config("tiny").quality.model_copy(
+        update={"space": None})})
+    only = ["gan_base", "vae_nearest"]
+    build_zoo(cfg, real28, tmp_path / "trained", show_progress=False, only=only, pretrained=tmp_path / "none")
+    weights = tmp_path / "weights"
+    assert len(export_pretrained(tmp_path / "trained", weights)) == 2
+    for fam in ("gan", "vae"):  # nothing may train now
+        monkeypatch.setattr(get_family(fam), "train_step", lambda *a: pytest.fail("trained"))
+    build_zoo(cfg, real28, tmp_path / "shipped", show_progress=False, only=only, pretrained=weights)
+    assert _tree(tmp_path / "shipped") == _tree(tmp_path / "trained")
+    done = {n: json.loads((tmp_path / "shipped" / "_train" / n / "done.json").read_text()) for n in only}
+    assert all(d["pretrained"] and d["train_s"] == 0 for d in done.values())
+    monkeypatch.undo()
+    build_zoo(cfg, real28, tmp_path / "re", show_progress=False, only=["vae_nearest"], pretrained=weights,
+              retrain=True)
+    assert not json.loads((tmp_path / "re" / "_train" / "vae_nearest" / "done.json").read_text())["pretrained"]
+    # a damaged or foreign file is refused, never loaded with a cast
+    key = done["gan_base"]["key"]
+    (weights / f"{key}.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(DataError, match="not a readable safetensors file"):
+        build_zoo(cfg, real28, tmp_path / "bad", show_progress=False, only=["gan_base"], pretrained=weights)
+    (weights / f"{key}.safetensors").write_bytes((weights / f"{done['vae_nearest']['key']}.safetensors").read_bytes())
+    with pytest.raises(DataError, match="sampling networks of a gan model"):
+        build_zoo(cfg, real28, tmp_path / "bad2", show_progress=False, only=["gan_base"], pretrained=weights)
+
+
+def test_shipped_quick_zoo_weights_match_the_architectures_a_rebuild_makes() -> None:
+    """The package's weights (``manifpt/zoo/pretrained``) load into the quick config's freshly built
+    models: every tensor's name, shape and dtype as a rebuild of that config makes them."""
+    from safetensors import safe_open
+
+    from manifpt.zoo.build import build_model
+    from manifpt.zoo.pretrained import PRETRAINED_DIR, load_pretrained
+
+    files = sorted(PRETRAINED_DIR.glob("*.safetensors"))
+    specs = {s.name: s for s in load_config("quick").specs()}
+    assert {safe_open(str(f), "pt").metadata()["name"] for f in files} == set(specs)
+    for f in files:
+        spec = specs[safe_open(str(f), "pt").metadata()["name"]]
+        model = build_model(spec, (1, 28, 28), torch.device("cpu"), 0)
+        assert load_pretrained(model, f.stem, PRETRAINED_DIR), f.name

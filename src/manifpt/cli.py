@@ -387,6 +387,8 @@ def experiment(
     quick: Annotated[bool, typer.Option(help="Shorthand for --config quick.")] = False,
     out: Annotated[Path, typer.Option(help="Results directory.")] = Path("runs/experiments"),
     data: Annotated[Path, typer.Option(help="Where real sets and zoos are built and reused.")] = Path("runs/data"),
+    retrain: Annotated[bool, typer.Option(help="Train zoo models even where their exact build ships with "
+                                               "manifpt.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """The paper's experiments on the embedded benchmark: results.json + report.md/html per study."""
@@ -394,7 +396,7 @@ def experiment(
     from .report import fmt_pm
 
     cfg = load_experiment_config("quick" if quick else config)
-    res = run_experiments(names, cfg, out, data, show_progress=not quiet)
+    res = run_experiments(names, cfg, out, data, show_progress=not quiet, retrain=retrain)
     t = Table(title=f"{out}: {', '.join(names)} ({cfg.name}), {res['meta']['total_seconds'] / 60:.1f} min "
                     "(accuracy, NMI and correlation rows; every row is in results.json)")
     for h in ("task", "method", "space", "target", "metric", "value"):
@@ -411,12 +413,14 @@ def experiment(
 @app.command("demo")
 def demo(out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
          data: Annotated[Path, typer.Option(help="Where the real set and the zoo are built.")] = Path("runs/data"),
+         retrain: Annotated[bool, typer.Option(help="Train the quick zoo here instead of sampling the "
+                                                    "networks that ship with manifpt.")] = False,
          quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False) -> None:
     """Run the main job offline on the embedded default data (Fashion-MNIST + the quick zoo)."""
     from .demo import run_demo
     from .report import paper_table
 
-    res = run_demo(out, data, show_progress=not quiet)
+    res = run_demo(out, data, show_progress=not quiet, retrain=retrain)
     n = len(res["models"])
     minutes = f"{res['seconds_total'] / 60:.1f} min ({res['seconds_data'] / 60:.1f} min data + zoo)"
     print_table(*paper_table(res["rows"]), f"model-type attribution, {n} generative models (chance "

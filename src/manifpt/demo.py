@@ -46,8 +46,11 @@ def planted_model(images: np.ndarray, name: str, strength: float = 16.0) -> np.n
 
 
 def run_demo(out: str | Path = "runs/demo", data: str | Path = "runs/data", config: str = "demo",
-             show_progress: bool = True) -> dict[str, Any]:
-    """Build (or reuse) the quick zoo and attribute its models; returns results rows and timings."""
+             show_progress: bool = True, retrain: bool = False) -> dict[str, Any]:
+    """Build (or reuse) the quick zoo and attribute its models; returns results rows and timings.
+
+    The quick zoo's trained networks ship with manifpt (``manifpt.zoo.pretrained``): the zoo is
+    sampled from them unless ``retrain`` (or the real set differs from Debian's Fashion-MNIST)."""
     import time
 
     from .experiments import load_experiment_config
@@ -55,7 +58,7 @@ def run_demo(out: str | Path = "runs/demo", data: str | Path = "runs/data", conf
 
     t0 = time.perf_counter()
     cfg = load_experiment_config(config)
-    ctx = Context(cfg, Path(data), Path(out), show_progress)
+    ctx = Context(cfg, Path(data), Path(out), show_progress, retrain=retrain)
     name = next(iter(cfg.datasets))
     p = ctx.dataset(name)
     t_data = time.perf_counter() - t0

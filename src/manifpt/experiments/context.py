@@ -76,6 +76,7 @@ class Context:
     out: Path
     show_progress: bool = True
     device: str | None = None
+    retrain: bool = False  # train zoo models even where their exact build ships (``manifpt.zoo.pretrained``)
     _prepared: dict[str, Prepared] = field(default_factory=dict)
     _sets: dict[tuple[Path, Path], tuple[ImageSet, GeneratedSet]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -100,7 +101,8 @@ class Context:
         t0 = time.perf_counter()
         real = prepare_real(ds.real, root / "real", ds.n)
         gen = root / f"zoo-{ds.zoo}"  # one folder per zoo config: presets on other zoos never collide
-        build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress)
+        build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress,
+                  retrain=self.retrain)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0
         models = self.sets(manifold, gen)[1].factors

@@ -21,15 +21,16 @@ ORDER = ("model-type", "train-data", "layer-type", "cross-dataset", "figures", "
 
 
 def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, data_root: str | Path, *,
-                    device: str | None = None, show_progress: bool = True) -> dict[str, Any]:
-    """Run the named studies (``all`` = every one) sharing one prepared data root."""
+                    device: str | None = None, show_progress: bool = True, retrain: bool = False) -> dict[str, Any]:
+    """Run the named studies (``all`` = every one) sharing one prepared data root (``retrain``: train
+    zoo models even where their exact build ships with manifpt)."""
     if names == ["all"]:
         names = list(ORDER)
     unknown = sorted(set(names) - set(STUDIES))
     if unknown:
         raise UnknownNameError("experiment", unknown[0], [*ORDER, "all"])
     out = Path(out)
-    ctx = Context(cfg, Path(data_root), out, show_progress, device)
+    ctx = Context(cfg, Path(data_root), out, show_progress, device, retrain)
     t_start = time.perf_counter()
     for name in cfg.datasets:  # prepare data first so its time is reported on its own
         ctx.dataset(name)

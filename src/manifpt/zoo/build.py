@@ -47,6 +47,7 @@ from .base import ZooModel, get_family
 from .checkpoint import load_checkpoint, read_state, save_checkpoint
 from .config import ModelSpec, ZooConfig, load_config
 from .layers import count_params
+from .pretrained import PRETRAINED_DIR, load_pretrained
 
 #: rough single-thread CPU seconds per step at batch 64 on 28×28, only to schedule long jobs first.
 _COST = {"gan": 0.16, "vae": 0.07, "flow": 0.14, "ddpm": 1.0, "pixelcnn": 0.9}
@@ -134,6 +135,7 @@ class Job:
     device: str
     threads: int | None
     show_progress: bool
+    pretrained: str | None = None  # a folder of shipped sampling networks (``pretrained.py``) to use
 
 
 def _sample_seed(seed: int, batch: int) -> int:
@@ -166,6 +168,9 @@ def run_job(job: Job, data: np.ndarray) -> dict[str, Any]:
                                    f"{work} (or use another --out) to retrain it")
         load_checkpoint(work, model, gen)
         step, train_s, train_cpu = state["step"], state["train_s"], state["train_cpu_s"]
+    shipped = state is None and job.pretrained is not None and load_pretrained(model, key, job.pretrained)
+    if shipped:
+        step = spec.steps  # this exact build ships: its sampling networks are loaded, nothing to train
     x = to_nchw(data).to(device)
 
     def batch() -> torch.Tensor:
@@ -191,7 +196,7 @@ def run_job(job: Job, data: np.ndarray) -> dict[str, Any]:
             save_checkpoint(work, model, gen, step, {"key": key, "name": spec.name, "train_s": train_s,
                                                      "train_cpu_s": train_cpu})
     bar.close()
-    if spec.steps == 0:
+    if spec.steps == 0 and not shipped:
         save_checkpoint(work, model, gen, 0, {"key": key, "name": spec.name, "train_s": 0.0, "train_cpu_s": 0.0})
 
     model.train(False)
@@ -213,6 +218,7 @@ def run_job(job: Job, data: np.ndarray) -> dict[str, Any]:
         "params": count_params(*model.sampling_networks()), "train_s": round(train_s, 2),
         "train_cpu_s": round(train_cpu, 2), "sample_s": round(sample_s, 2), "sample_cpu_s": round(sample_cpu, 2),
         "samples": job.samples, "device": str(device), "threads": torch.get_num_threads(),
+        "pretrained": bool(shipped),
     }
     write_json(done, info)
     return info
@@ -270,7 +276,8 @@ def _n_workers(cfg: ZooConfig, device: torch.device, n_jobs: int, workers: int |
 def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | ImageSource, out_dir: str | Path, *,
               device: str | torch.device | None = None, show_progress: bool = True,
               grids_dir: str | Path | None = None, only: Sequence[str] | None = None,
-              workers: int | None = None) -> ZooResult:
+              workers: int | None = None, retrain: bool = False,
+              pretrained: str | Path = PRETRAINED_DIR) -> ZooResult:
     """Train, sample and describe every model of ``config`` on ``real``; write everything to ``out_dir``.
 
     config: a ``ZooConfig``, a bundled config name (``default``, ``quick``, ``tiny``) or a YAML path.
@@ -278,6 +285,8 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
     grids_dir: where sample grids go (default: ``<out_dir>_grids`` beside ``out_dir``).
     only: build just these models (names after train-data expansion).
     workers: parallel CPU worker processes (default: the config's, 0 = one per core).
+    retrain: train every model even where ``pretrained`` ships the networks of this exact build
+    (same recipe, data, seed and sizes: see ``manifpt.zoo.pretrained``).
     """
     cfg = config if isinstance(config, ZooConfig) else load_config(config)
     out = Path(out_dir)
@@ -298,7 +307,8 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
     n_workers = _n_workers(cfg, dev, len(specs), workers)
     threads = cfg.threads_per_worker if dev.type == "cpu" else None
     jobs = {s.name: Job(s, out, grids, model_seed(cfg.seed, s.name), cfg.samples_per_model, cfg.sample_batch,
-                        cfg.ckpt_every, cfg.grid, str(dev), threads, show_progress and n_workers == 1)
+                        cfg.ckpt_every, cfg.grid, str(dev), threads, show_progress and n_workers == 1,
+                        None if retrain else str(pretrained))
             for s in specs}
     order = sorted(specs, key=lambda s: -_COST.get(s.family, 0.2) * s.steps * s.batch_size / 64)
     infos: dict[str, dict[str, Any]] = {}
@@ -308,7 +318,8 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
     def finished(info: dict[str, Any]) -> None:
         infos[info["name"]] = info
         bar.update(1)
-        bar.write(f"  {info['name']}: trained {info['train_s']:.0f}s, sampled {info['sample_s']:.0f}s")
+        how = "shipped weights" if info.get("pretrained") else f"trained {info['train_s']:.0f}s"
+        bar.write(f"  {info['name']}: {how}, sampled {info['sample_s']:.0f}s")
         _write_models_yaml(out, specs, infos, real_name)
 
     if n_workers == 1:

@@ -29,13 +29,15 @@ def build(
     workers: Annotated[int | None, typer.Option(help="Parallel CPU workers (default: config; 0 = per core).")]
     = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda if present, else cpu).")] = None,
+    retrain: Annotated[bool, typer.Option(help="Train even the models whose exact build ships with manifpt.")]
+    = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train every model of CONFIG on REAL (resumable), sample to OUT/<model>/, write models.yaml."""
     from .build import build_zoo
 
     res = build_zoo(config, real, out, device=device, show_progress=not quiet, grids_dir=grids, only=only,
-                    workers=workers)
+                    workers=workers, retrain=retrain)
     t = Table(title=f"{out}: {len(res.models)} models (grids in {res.grids})")
     for col in ("model", "family", "upsampling", "loss", "norm", "last_nl", "train_data", "train s", "FD"):
         t.add_column(col, justify="right" if col in ("train s", "FD") else "left")
