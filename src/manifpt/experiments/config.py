@@ -21,6 +21,7 @@ class DatasetConfig(BaseModel):
     n: int | None = None  # real training images (seeded subset; None = the whole set)
     zoo: str  # a bundled zoo config name or a YAML path
     manifold_n: int | None = None  # real images forming the manifold (seeded subset of the training set)
+    zoo_quality: bool = True  # the zoo's Fréchet distances (quality.json); the demo skips them
 
 
 class ExperimentConfig(BaseModel):
@@ -43,6 +44,7 @@ class ExperimentConfig(BaseModel):
     theory_space: str = "sl"
     theory_k: int = 3
     tsne_per_class: int = 100
+    n_jobs: int = Field(1, ge=1)  # fits at once in every comparison (threads; see evaluate.evaluate)
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:

@@ -101,8 +101,10 @@ class Context:
         t0 = time.perf_counter()
         real = prepare_real(ds.real, root / "real", ds.n)
         gen = root / f"zoo-{ds.zoo}"  # one folder per zoo config: presets on other zoos never collide
-        build_zoo(load_config(ds.zoo), real, gen, device=self.device, show_progress=self.show_progress,
-                  retrain=self.retrain)
+        zoo = load_config(ds.zoo)
+        if not ds.zoo_quality:
+            zoo = zoo.model_copy(update={"quality": zoo.quality.model_copy(update={"space": None})})
+        build_zoo(zoo, real, gen, device=self.device, show_progress=self.show_progress, retrain=self.retrain)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0
         models = self.sets(manifold, gen)[1].factors
@@ -127,7 +129,7 @@ class Context:
             real=str(manifold or prepared.manifold), generated=str(prepared.gen), spaces=self.cfg.spaces,
             methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
             space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
-            projection_options=self.cfg.projection_options, attributor=self.attributor())
+            projection_options=self.cfg.projection_options, attributor=self.attributor(), n_jobs=self.cfg.n_jobs)
         kw.update(overrides)
         cfg = CompareConfig(**kw)
         return compare_run(cfg, out, show_progress=self.show_progress, sets=self.sets(Path(cfg.real), prepared.gen))

@@ -142,16 +142,24 @@ def _sample_seed(seed: int, batch: int) -> int:
     return int(hash_json([seed, "sample", batch], n=4), 16) & 0x7FFFFFFF
 
 
+def _shape(data: np.ndarray) -> tuple[int, int, int]:
+    return (1, *data.shape[1:3]) if data.ndim == 3 else (data.shape[3], *data.shape[1:3])
+
+
+def job_key(job: Job, data: np.ndarray) -> str:
+    """What determines a model's build: recipe, image shape, seed, training data (content), sample counts."""
+    return hash_json({"spec": job.spec.model_dump(), "extra": job.spec.options, "shape": _shape(data),
+                      "seed": job.seed, "data": ArraySource(data).fingerprint(), "samples": job.samples,
+                      "sample_batch": job.sample_batch})
+
+
 def run_job(job: Job, data: np.ndarray) -> dict[str, Any]:
     """Train (resuming), sample (resuming) and describe one model; returns its ``done.json``."""
     if job.threads:
         torch.set_num_threads(job.threads)
     spec, device = job.spec, torch.device(job.device)
     work = job.out / "_train" / spec.name
-    shape = (1, *data.shape[1:3]) if data.ndim == 3 else (data.shape[3], *data.shape[1:3])
-    key = hash_json({"spec": spec.model_dump(), "extra": spec.options, "shape": shape, "seed": job.seed,
-                     "data": ArraySource(data).fingerprint(), "samples": job.samples,
-                     "sample_batch": job.sample_batch})
+    shape, key = _shape(data), job_key(job, data)
     done = work / "done.json"
     if done.is_file():
         info = yaml.safe_load(done.read_text())
@@ -311,6 +319,11 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
                         None if retrain else str(pretrained))
             for s in specs}
     order = sorted(specs, key=lambda s: -_COST.get(s.family, 0.2) * s.steps * s.batch_size / 64)
+    if not retrain and all((Path(pretrained) / f"{job_key(jobs[s.name], train_set(s.train_set, real_arr, cfg.seed))}"
+                            ".safetensors").is_file() for s in specs):
+        n_workers = 1  # every model ships: sampling in this process beats starting workers
+        for j in jobs.values():
+            j.show_progress = show_progress
     infos: dict[str, dict[str, Any]] = {}
     bar = progress(total=len(specs), desc=f"zoo {cfg.name} ({n_workers} worker{'s' * (n_workers > 1)})",
                    disable=not show_progress, unit="model")
