@@ -93,7 +93,7 @@ class Context:
         """Real folder + zoo for dataset ``name`` (built on first use, resumable)."""
         if name in self._prepared:
             return self._prepared[name]
-        from ..datasets import prepare_real
+        from ..datasets import load_real, prepare_real
         from ..zoo import build_zoo, load_config
 
         ds: DatasetConfig = self.cfg.datasets[name]
@@ -104,7 +104,10 @@ class Context:
         zoo = load_config(ds.zoo)
         if not ds.zoo_quality:
             zoo = zoo.model_copy(update={"quality": zoo.quality.model_copy(update={"space": None})})
-        build_zoo(zoo, real, gen, device=self.device, show_progress=self.show_progress, retrain=self.retrain)
+        # the images as loaded (what the folder holds, pixel for pixel, in its order): decoding the
+        # folder again would cost more than the whole zoo when its networks ship
+        build_zoo(zoo, load_real(ds.real, ds.n), gen, device=self.device, show_progress=self.show_progress,
+                  retrain=self.retrain, real_name=ds.real)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0
         models = self.sets(manifold, gen)[1].factors

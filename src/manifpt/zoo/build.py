@@ -285,7 +285,7 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
               device: str | torch.device | None = None, show_progress: bool = True,
               grids_dir: str | Path | None = None, only: Sequence[str] | None = None,
               workers: int | None = None, retrain: bool = False,
-              pretrained: str | Path = PRETRAINED_DIR) -> ZooResult:
+              pretrained: str | Path = PRETRAINED_DIR, real_name: str | None = None) -> ZooResult:
     """Train, sample and describe every model of ``config`` on ``real``; write everything to ``out_dir``.
 
     config: a ``ZooConfig``, a bundled config name (``default``, ``quick``, ``tiny``) or a YAML path.
@@ -293,6 +293,7 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
     grids_dir: where sample grids go (default: ``<out_dir>_grids`` beside ``out_dir``).
     only: build just these models (names after train-data expansion).
     workers: parallel CPU worker processes (default: the config's, 0 = one per core).
+    real_name: the ``train_data`` factor of models trained on ``real`` (default: from ``real``).
     retrain: train every model even where ``pretrained`` ships the networks of this exact build
     (same recipe, data, seed and sizes: see ``manifpt.zoo.pretrained``).
     """
@@ -301,7 +302,8 @@ def build_zoo(config: ZooConfig | str | Path, real: str | Path | np.ndarray | Im
     grids = Path(grids_dir) if grids_dir is not None else out.with_name(out.name + "_grids")
     dev = default_device(device)
     t_start = time.perf_counter()
-    real_arr, real_name = resolve_real(real, show_progress)
+    real_arr, resolved = resolve_real(real, show_progress)
+    real_name = real_name or resolved
     if cfg.real_n is not None and cfg.real_n < len(real_arr):
         pick = np.random.default_rng(cfg.seed).choice(len(real_arr), cfg.real_n, replace=False)
         real_arr = real_arr[np.sort(pick)]
