@@ -328,7 +328,6 @@ def compare(
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
-    jobs: Annotated[int, typer.Option(min=1, help="Fits at once (threads, one torch thread each).")] = 1,
     attributor: dict[str, Any] | None = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
@@ -341,7 +340,7 @@ def compare(
     options = {"target": ("target", target), "spaces": ("spaces", [s for s in spaces.split(",") if s]),
                "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
-               "projections": ("projection", projection.split(",")), "n_jobs": ("jobs", jobs)}
+               "projections": ("projection", projection.split(","))}
     cfg = CompareConfig(**{**merge_settings(ctx, config, options, attributor or {}), "real": str(real),
                            "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)

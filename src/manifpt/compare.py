@@ -49,7 +49,6 @@ class CompareConfig(WithAttributor):
     max_per_class: int | None = None
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     backend: str = "auto"
-    n_jobs: int = Field(1, ge=1)  # fits at once (threads, one torch thread each; see evaluate.evaluate)
 
 
 @dataclass
@@ -122,7 +121,7 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
             methods.append(BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed, **o)))
     out_path = Path(out) if out is not None else None
     results = evaluate(methods, labels, cfg.seeds, cfg.fractions, out=out_path / "models" if out_path else None,
-                       show_progress=show_progress, n_jobs=cfg.n_jobs)
+                       show_progress=show_progress)
     rows = result_rows(results, task, cfg.target) + structure_rows
     if out_path is not None:
         write_json(out_path / "results.json", rows)

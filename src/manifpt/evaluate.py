@@ -9,9 +9,7 @@ every comparison is on identical data, and returns per-seed metrics plus the agg
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,18 +49,13 @@ class SeedResult:
 def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[int],
              fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), out: Path | None = None,
              fdr_max_per_class: int = 500, keep_features: bool = False,
-             show_progress: bool = True, n_jobs: int = 1) -> list[SeedResult]:
-    """Train and test every method on the same per-seed stratified splits.
-
-    ``n_jobs > 1`` runs that many fits at once in threads, each with one torch and one BLAS thread
-    (small CPU networks gain more from a core of their own than from a second intra-op thread); the
-    numbers can then differ from ``n_jobs=1`` in the last digits (another summation order)."""
+             show_progress: bool = True) -> list[SeedResult]:
+    """Train and test every method on the same per-seed stratified splits."""
     labels = np.asarray(labels).astype(str)
     classes = sorted(set(labels.tolist()))
-    jobs = [(s, copy.copy(m)) for s in seeds for m in methods]  # a copy per job: fits keep their own model
-
-    def run(job: tuple[int, Method]) -> SeedResult:
-        seed, method = job
+    results = []
+    jobs = [(s, m) for s in seeds for m in methods]
+    for seed, method in progress(jobs, desc="fit", disable=not show_progress):
         split = stratified_split(labels, fractions, seed)
         with STAGES("train", len(split["train"]) + len(split["val"])):
             method.fit(split["train"], split["val"], labels, seed)
@@ -76,22 +69,9 @@ def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[i
             fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
         if out is not None:
             method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
-        return SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
-                          feats if keep_features else None)
-
-    if n_jobs <= 1 or len(jobs) <= 1:
-        return [run(j) for j in progress(jobs, desc="fit", disable=not show_progress)]
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1), STAGES("train"), ThreadPoolExecutor(n_jobs) as pool:
-            return list(progress(pool.map(run, jobs), total=len(jobs), desc=f"fit ({n_jobs} at once)",
-                                 disable=not show_progress))
-    finally:
-        torch.set_num_threads(before)
+        results.append(SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
+                                  feats if keep_features else None))
+    return results
 
 
 def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[dict[str, Any]]:

@@ -35,8 +35,7 @@ class StageTimer:
     Stages nest; time is charged to the innermost open stage only, so the totals add up to the time
     spent inside any stage and a decode done while embedding counts as decode. ``counts`` records
     how many items (images, queries) each stage processed, for images/s. One timer per process
-    (``STAGES``); stages opened in other threads are not timed (parallel fits are timed as a whole
-    by the main thread).
+    (``STAGES``); stages opened in other threads are not timed (its stack is the main thread's).
     """
 
     def __init__(self) -> None:

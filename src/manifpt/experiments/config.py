@@ -44,7 +44,6 @@ class ExperimentConfig(BaseModel):
     theory_space: str = "sl"
     theory_k: int = 3
     tsne_per_class: int = 100
-    n_jobs: int = Field(1, ge=1)  # fits at once in every comparison (threads; see evaluate.evaluate)
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:

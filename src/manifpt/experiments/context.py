@@ -132,7 +132,7 @@ class Context:
             real=str(manifold or prepared.manifold), generated=str(prepared.gen), spaces=self.cfg.spaces,
             methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
             space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
-            projection_options=self.cfg.projection_options, attributor=self.attributor(), n_jobs=self.cfg.n_jobs)
+            projection_options=self.cfg.projection_options, attributor=self.attributor())
         kw.update(overrides)
         cfg = CompareConfig(**kw)
         return compare_run(cfg, out, show_progress=self.show_progress, sets=self.sets(Path(cfg.real), prepared.gen))
