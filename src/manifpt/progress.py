@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ class StageTimer:
     Stages nest; time is charged to the innermost open stage only, so the totals add up to the time
     spent inside any stage and a decode done while embedding counts as decode. ``counts`` records
     how many items (images, queries) each stage processed, for images/s. One timer per process
-    (``STAGES``); stages opened in other threads are not timed (its stack is the main thread's).
+    (``STAGES``); the main thread's stages only.
     """
 
     def __init__(self) -> None:
@@ -48,9 +47,6 @@ class StageTimer:
 
     @contextmanager
     def __call__(self, name: str, items: int = 0) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
         now = time.perf_counter()
         if self._stack:
             parent = self._stack[-1]
