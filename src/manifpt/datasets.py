@@ -349,10 +349,12 @@ def write_image_folder(images: np.ndarray, out_dir: str | Path, *, start: int = 
     return paths
 
 
-def prepare_real(name: str, out: str | Path, n: int | None = None, seed: int = 0) -> Path:
-    """Write the named real set to ``out/00000.png ...`` plus ``out/source.json`` (resumable)."""
+def prepare_real(name: str, out: str | Path, n: int | None = None, seed: int = 0,
+                 images: np.ndarray | None = None) -> Path:
+    """Write the named real set to ``out/00000.png ...`` plus ``out/source.json`` (resumable).
+    ``images``: the set as ``load_real(name, n, seed)`` gives it, when the caller has it already."""
     out = Path(out)
-    images = load_real(name, n, seed)
+    images = load_real(name, n, seed) if images is None else images
     write_image_folder(images, out)
     info = {"name": name, "n": len(images), "seed": seed, "shape": list(images.shape[1:])}
     if name.startswith("photos"):

@@ -99,14 +99,15 @@ class Context:
         ds: DatasetConfig = self.cfg.datasets[name]
         root = self.data_root / name
         t0 = time.perf_counter()
-        real = prepare_real(ds.real, root / "real", ds.n)
+        images = load_real(ds.real, ds.n)
+        real = prepare_real(ds.real, root / "real", ds.n, images=images)
         gen = root / f"zoo-{ds.zoo}"  # one folder per zoo config: presets on other zoos never collide
         zoo = load_config(ds.zoo)
         if not ds.zoo_quality:
             zoo = zoo.model_copy(update={"quality": zoo.quality.model_copy(update={"space": None})})
         # the images as loaded (what the folder holds, pixel for pixel, in its order): decoding the
         # folder again would cost more than the whole zoo when its networks ship
-        build_zoo(zoo, load_real(ds.real, ds.n), gen, device=self.device, show_progress=self.show_progress,
+        build_zoo(zoo, images, gen, device=self.device, show_progress=self.show_progress,
                   retrain=self.retrain, real_name=ds.real)
         manifold = subset_folder(real, root / f"manifold-{ds.manifold_n}", ds.manifold_n)
         self.timings[f"prepare:{name}"] = time.perf_counter() - t0

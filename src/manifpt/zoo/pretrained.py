@@ -39,11 +39,10 @@ def export_pretrained(gen: str | Path, dest: str | Path = PRETRAINED_DIR) -> lis
     dest = Path(dest)
     for done in sorted(Path(gen, "_train").glob("*/done.json")):
         info = yaml.safe_load(done.read_text())
-        family = next(k for k, cls in FAMILIES.items() if cls.family == info["family"])
+        family, cls = next((k, c) for k, c in FAMILIES.items() if c.family == info["family"])
         tensors = load_file(str(done.parent / "checkpoint.safetensors"))
-        keep = {k: v for k, v in tensors.items()
-                if any(k.startswith(f"net.{a}.") for a in _samplers(FAMILIES.get(family)))}
-        meta = {"name": info["name"], "family": family, "networks": json.dumps(_samplers(FAMILIES.get(family)))}
+        keep = {k: v for k, v in tensors.items() if any(k.startswith(f"net.{a}.") for a in _samplers(cls))}
+        meta = {"name": info["name"], "family": family, "networks": json.dumps(_samplers(cls))}
         path = dest / f"{info['key']}.safetensors"
         atomic_write_bytes(path, save(keep, metadata=meta))
         written.append(path)
