@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -72,6 +73,25 @@ def test_save_load_round_trip_and_no_code_execution(planted: dict, tmp_path) -> 
     loaded = Attributor.load(tmp_path / "att")
     np.testing.assert_allclose(loaded.predict_proba(X), p, rtol=1e-5, atol=1e-6)
     assert loaded.classes_.tolist() == sorted(PLANTED_MODELS)
+    # format 1 (the CIFAR ResNet as one Sequential: net.0 conv, net.1 bn, net.3… blocks) still loads
+    from safetensors.torch import load_file, save_file
+
+    def v1(key: str) -> str:
+        head, sep, rest = key.partition("body.stem.")
+        if sep:
+            return f"{head}body.net.{rest}"
+        head, sep, rest = key.partition("body.layers.")
+        i, _, tail = rest.partition(".")
+        return f"{head}body.net.{int(i) + 3}.{tail}" if sep else key
+
+    old = tmp_path / "att-v1"
+    old.mkdir()
+    tensors = load_file(str(tmp_path / "att" / "model.safetensors"))
+    assert any(".net." in v1(k) for k in tensors) and not any(".net." in k.removeprefix("net.") for k in tensors)
+    save_file({v1(k): v for k, v in tensors.items()}, str(old / "model.safetensors"))
+    meta = json.loads((tmp_path / "att" / "attributor.json").read_text())
+    (old / "attributor.json").write_text(json.dumps({**meta, "format": "manifpt-attributor/1"}))
+    np.testing.assert_allclose(Attributor.load(old).predict_proba(X), p, rtol=1e-5, atol=1e-6)
     # a pickle planted where weights are expected is refused, and its payload never runs
     marker = tmp_path / "pwned"
 
@@ -86,7 +106,7 @@ def test_save_load_round_trip_and_no_code_execution(planted: dict, tmp_path) -> 
 
 
 def test_resnet50_head_on_small_artifacts() -> None:
-    from manifpt.attribute.nets import build_net
+    from manifpt.nn.nets import build_net
 
     net = build_net("resnet50", (1, 28, 28), 5, pretrained=True)
     assert net.init == "scratch"  # no ImageNet weights on this machine
@@ -95,7 +115,7 @@ def test_resnet50_head_on_small_artifacts() -> None:
 
 
 def test_batchnorm_recalibration_is_the_plain_average_of_batch_statistics() -> None:
-    from manifpt.runtime import recalibrate_batchnorm
+    from manifpt.nn.train import recalibrate_batchnorm
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3)).eval()

@@ -12,13 +12,14 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from manifpt.baselines import cooccurrence, get_baseline, list_baselines, register_baseline
-from manifpt.baselines._cnn import TrainConfig, layer_inputs, stratified_split, train_cnn
 from manifpt.baselines.base import Baseline, to_gray
 from manifpt.baselines.durall20 import durall_spectrum
 from manifpt.baselines.dzanic20 import decay_features, reduced_spectrum
 from manifpt.baselines.mcclo18 import chromaticity_histogram, exposure_fractions
 from manifpt.baselines.spectrum import azimuthal_average
 from manifpt.datasets import photo_patches
+from manifpt.nn.train import TrainConfig, fit_classifier, layer_inputs
+from manifpt.splits import stratified_split
 
 ALL = ("durall20", "dzanic20", "mcclo18", "nataraj19")
 
@@ -322,34 +323,35 @@ def test_durall_logreg_and_bad_classifier() -> None:
 # ---------------------------------------------------------------------------------------------- CNN helper
 
 
-def test_stratified_split_and_no_split_fallback() -> None:
+def test_two_way_split_for_validation_carve_out() -> None:
     y = np.array([0] * 50 + [1] * 10)
-    tr, va = stratified_split(y, 0.2, seed=0)
-    assert va is not None and len(va) == 12 and np.bincount(y[va]).tolist() == [10, 2]
-    assert not set(tr) & set(va) and len(tr) + len(va) == 60
-    tr, va = stratified_split(np.array([0, 0, 1]), 0.2, seed=0)  # a singleton class: no validation split
-    assert va is None and len(tr) == 3
+    sp = stratified_split(y, (0.8, 0.2, 0.0), seed=0)  # how CNNBaseline carves its validation split
+    assert len(sp["test"]) == 0 and np.bincount(y[sp["val"]]).tolist() == [10, 2]
+    assert not set(sp["train"]) & set(sp["val"]) and len(sp["train"]) + len(sp["val"]) == 60
+    sp = stratified_split(np.array([0, 0, 1]), (0.8, 0.2, 0.0), seed=0)  # a singleton class stays in training
+    assert 2 in sp["train"] and len(sp["train"]) == 2 and len(sp["val"]) == 1 and sp["val"][0] in (0, 1)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_train_cnn_restores_best_epoch_and_exposes_penultimate() -> None:
+def test_fit_classifier_restores_best_epoch_and_exposes_penultimate() -> None:
     import torch
     from torch import nn
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 6)).astype(np.float32)
     y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
+    tr, va = X[:160], X[160:]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
-    res = train_cnn(model, X, y, config=TrainConfig(lr=1e-2, max_epochs=30, patience=3, device="cpu"), seed=0)
-    vals = [h["val_loss"] for h in res.history]
-    assert res.best_val_loss == min(vals) == vals[res.best_epoch] and len(vals) <= 30
-    assert res.history[-1]["epoch"] == res.best_epoch + 3 or len(vals) == 30  # stopped after `patience` epochs
-    assert res.history[res.best_epoch]["val_acc"] > 0.85
-    _, va = stratified_split(y, 0.2, seed=0)  # the restored weights are the best epoch's
-    with torch.no_grad():
-        loss = float(nn.functional.cross_entropy(model(torch.from_numpy(X[va])), torch.from_numpy(y[va])))
-    assert loss == pytest.approx(res.best_val_loss, rel=1e-5)
+    hist = fit_classifier(model, tr, y[:160], va, y[160:], config=TrainConfig(lr=1e-2, epochs=30, patience=3),
+                          device="cpu", seed=0)
+    vals = [h["val_loss"] for h in hist.epochs]
+    assert hist.best["val_loss"] == min(vals) == vals[hist.best_epoch] and len(vals) <= 30
+    assert hist.epochs[-1]["epoch"] == hist.best_epoch + 3 or len(vals) == 30  # stopped after `patience` epochs
+    assert hist.best["val_acc"] > 0.85
+    with torch.no_grad():  # the restored weights are the best epoch's
+        loss = float(nn.functional.cross_entropy(model(torch.from_numpy(va)), torch.from_numpy(y[160:])))
+    assert loss == pytest.approx(hist.best["val_loss"], rel=1e-5)
     feats = layer_inputs(model, model[2], X[:7])
     assert feats.shape == (7, 8) and (feats >= 0).all()  # post-ReLU activations
 

@@ -12,15 +12,15 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from manifpt.attribute.nets import build_net
 from manifpt.baselines import get_baseline, list_baselines
-from manifpt.baselines._cnn import TrainConfig, predict_proba, train_cnn
+from manifpt.baselines._cnn import predict_proba
 from manifpt.baselines.marra18 import scale_learning_rate, unscale
 from manifpt.baselines.marra19 import herding
 from manifpt.baselines.wang20 import blur_jpeg, gaussian_blur, image_tensor, jpeg_roundtrip
 from manifpt.baselines.yu19 import add_aux_loss, normalise
 from manifpt.datasets import photo_patches
 from manifpt.demo import plant
+from manifpt.nn.nets import build_net
 
 LEARNED = ("marra18", "marra19", "wang20", "yu19")
 KINDS = ("checker", "grid", "stripes")
@@ -161,14 +161,13 @@ def test_marra19_single_task_is_plain_training() -> None:
     kw = {**FAST["marra19"], "max_epochs": 2, "device": "cpu"}
     clf = get_baseline("marra19", n_tasks=1, classifier="softmax", seed=2, **kw).fit(xtr, ytr)
     assert len(clf.steps_) == 1 and clf.steps_[0]["n_train"] == len(xtr)
-    # the same network, seed and data order trained by the plain loop, classes in the seeded order
+    # the same network, seed and data order trained as a plain CNN baseline, classes in the seeded order
     codes = np.searchsorted(clf.classes_, ytr)
     order = np.random.default_rng(2).permutation(3)
     torch.manual_seed(2)
     net = build_net("cifar_resnet", (3, 32, 32), 3, depth=1)
-    cfg = TrainConfig(lr=1e-3, weight_decay=1e-2, batch_size=16, max_epochs=2, patience=3, device="cpu")
-    train_cnn(net, xtr, np.argsort(order)[codes], transform=image_tensor, config=cfg, seed=2)
-    plain = predict_proba(net, xte, transform=image_tensor)[:, np.argsort(order)]
+    clf._train(net, xtr, np.argsort(order)[codes], seed=2)
+    plain = predict_proba(net, xte, transform=image_tensor, batch_size=16)[:, np.argsort(order)]
     np.testing.assert_allclose(clf.predict_proba(xte), plain, atol=1e-5)
 
 

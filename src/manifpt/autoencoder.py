@@ -17,7 +17,8 @@ from torch import nn
 
 from .cache import atomic_dir, cache_dir, hash_json, write_json
 from .data import ImageSource
-from .runtime import default_device, seed_everything, to_float_tensor, train_steps
+from .nn.train import train_steps
+from .runtime import default_device, seed_everything, to_float_tensor
 
 
 class AEConfig(BaseModel):

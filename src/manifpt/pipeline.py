@@ -113,7 +113,7 @@ def manifpt_method(real_set: ImageSet, gen: GeneratedSet, keep: np.ndarray, spac
     choice for image-shaped artifacts, vector ones get the default head (``arch_for``).
 
     Returns (method, the store's table rows of ``keep``, the store, the fitted manifold)."""
-    from .attribute.nets import arch_for
+    from .nn.nets import arch_for
 
     store, manifold = artifact_store(real_set, gen, space, space_options, backend, size, show_progress, projection,
                                      projection_options)

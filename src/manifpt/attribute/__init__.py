@@ -1,4 +1,6 @@
-"""Attribution: classifiers of artifacts (``Attributor``), their settings and their networks.
+"""Attribution: the classifier of artifacts (``Attributor``) and its settings (``AttributorConfig``).
+
+Its networks and training loop are in ``manifpt.nn``.
 
 Imported on first use, so reading an ``AttributorConfig`` (the CLI, presets) does not load torch.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {"Attributor": "attributor", "AttributorConfig": "config", "ARCHS": "nets", "build_net": "nets"}
+_EXPORTS = {"Attributor": "attributor", "AttributorConfig": "config"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,7 +1,8 @@
 """The attributor: a classifier of artifacts with the scikit-learn estimator interface.
 
-``Attributor(...).fit(X, y, X_val, y_val)`` trains with cross-entropy (AdamW, cosine schedule,
-early stopping on validation accuracy, best weights restored), bf16 autocast on CUDA. Inputs are
+``Attributor(...).fit(X, y, X_val, y_val)`` trains with ``manifpt.nn.train.fit_classifier``
+(cross-entropy, AdamW, one-cycle schedule, early stopping on validation accuracy with the best
+weights restored, bf16 autocast on CUDA). Inputs are
 standardised per element (pixel / frequency bin / dimension) with statistics of the training set,
 stored with the weights. ``save``/``load`` use safetensors + JSON only: loading
 an attributor never executes code from the files.
@@ -10,14 +11,13 @@ an attributor never executes code from the files.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
@@ -25,24 +25,27 @@ from sklearn.utils.validation import check_is_fitted
 from ..cache import atomic_dir, write_json
 from ..errors import DataError
 from ..estimator import store_params
-from ..progress import progress
-from ..runtime import batchnorm_subset, default_device, recalibrate_batchnorm, seed_everything
+from ..nn.nets import ARCHS, Net, build_net, default_arch
+from ..nn.train import History, TrainConfig, apply, fit_classifier
+from ..runtime import default_device, seed_everything
 from .config import AttributorConfig
-from .nets import ARCHS, Net, build_net, default_arch
 
-FORMAT = "manifpt-attributor/1"
+FORMAT = "manifpt-attributor/2"
+#: format 1 stored the CIFAR ResNet as one ``nn.Sequential`` (``net.0`` conv, ``net.1`` batch norm,
+#: ``net.3…`` blocks); format 2 as ``stem`` + ``layers`` (``manifpt.nn.resnet``). Same weights.
+_V1_CIFAR = re.compile(r"^(net\.body\.(?:1\.)?)net\.(\d+)\.")
+
+
+def _from_v1(key: str) -> str:
+    def rename(m: re.Match[str]) -> str:
+        i = int(m.group(2))
+        return f"{m.group(1)}stem.{i}." if i < 3 else f"{m.group(1)}layers.{i - 3}."
+    return _V1_CIFAR.sub(rename, key)
 
 
 #: the parameters saved with a model as its training recipe ("config" in attributor.json)
 TRAIN_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "patience", "pretrained", "depth", "seed",
               "max_train_seconds", "coords")
-
-
-@dataclass
-class History:
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = -1
-    seconds: float = 0.0
 
 
 class Attributor(ClassifierMixin, BaseEstimator):
@@ -73,18 +76,14 @@ class Attributor(ClassifierMixin, BaseEstimator):
         x = torch.from_numpy(np.ascontiguousarray(X, np.float32)).reshape(len(X), *self.shape_)
         return (x - self.mean_) / self.std_
 
-    def _batches(self, X: np.ndarray, bs: int) -> Any:
-        for lo in range(0, len(X), bs):
-            yield self._standardise(X[lo:lo + bs]).to(self.device_, non_blocking=True)
-
-    def _autocast(self) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device_.type == "cuda")
+    def _input(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        return self._standardise(batch).to(device, non_blocking=True)
 
     # -- estimator API ----------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray | list, X_val: np.ndarray | None = None,
             y_val: np.ndarray | list | None = None) -> Attributor:
         """Train on (X, y); early-stop on (X_val, y_val) when given (else on training accuracy)."""
-        gen = seed_everything(self.seed)
+        seed_everything(self.seed)
         self.device_ = default_device(self.device)
         y = np.asarray(y).astype(str)
         self.classes_ = np.array(sorted(set(y.tolist())))
@@ -103,80 +102,24 @@ class Attributor(ClassifierMixin, BaseEstimator):
         self.net_: Net = build_net(arch, self.shape_, len(self.classes_), self.pretrained, self.depth,
                                         self.coords and len(self.shape_) == 3).to(self.device_)
         lr = self.lr if self.lr is not None else (1e-4 if self.net_.init == "imagenet" else 1e-3)
-        opt = torch.optim.AdamW(self.net_.parameters(), lr=lr, weight_decay=self.weight_decay)
-        steps_per_epoch = max(1, int(np.ceil(len(X) / self.batch_size)))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=self.epochs * steps_per_epoch,
-                                                    pct_start=0.1)
+        cfg = TrainConfig(lr=lr, weight_decay=self.weight_decay, batch_size=self.batch_size, epochs=self.epochs,
+                          patience=self.patience, schedule="onecycle", monitor="accuracy",
+                          max_seconds=self.max_train_seconds)
         has_val = X_val is not None and y_val is not None and len(X_val) > 0
         yv = np.searchsorted(self.classes_, np.asarray(y_val).astype(str)) if has_val else None
-        self.history_ = History()
-        best_key, best_state, since = (-1.0, 0.0), None, 0
-        t0 = time.perf_counter()
-        # a fixed subset of the training data re-estimates batch-norm statistics after every epoch
-        bn_X = X[batchnorm_subset(len(X), self.seed)]
-        bar = progress(range(self.epochs), desc=f"train {arch}", disable=not self.show_progress)
-        for epoch in bar:
-            self.net_.train()
-            order = torch.randperm(len(X), generator=gen).numpy()
-            tot, correct, n = 0.0, 0, 0
-            for lo in range(0, len(order), self.batch_size):
-                idx = np.sort(order[lo:lo + self.batch_size])
-                if len(idx) < 2 and len(order) > 1:
-                    continue  # a batch of one breaks batch norm
-                xb = self._standardise(X[idx]).to(self.device_)
-                yb = torch.from_numpy(yi[idx]).to(self.device_)
-                with self._autocast():
-                    logits = self.net_(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
-                n += len(idx)
-            with self._autocast():
-                recalibrate_batchnorm(self.net_, self._batches(bn_X, self.batch_size))
-            rec = {"epoch": epoch, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1)}
-            if has_val:
-                p = self._proba(X_val)
-                rec["val_acc"] = float((p.argmax(1) == yv).mean())
-                rec["val_loss"] = float(-np.log(np.clip(p[np.arange(len(yv)), yv], 1e-12, None)).mean())
-                key = (rec["val_acc"], -rec["val_loss"])
-            else:
-                key = (rec["train_acc"], -rec["train_loss"])
-            self.history_.epochs.append(rec)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "epoch"})
-            if key > best_key:
-                best_key, since = key, 0
-                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                self.history_.best_epoch = epoch
-            else:
-                since += 1
-            if since >= self.patience:
-                break
-            if self.max_train_seconds and time.perf_counter() - t0 > self.max_train_seconds:
-                break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.history_.seconds = time.perf_counter() - t0
-        self.net_.eval()
+        self.history_ = fit_classifier(self.net_, X, yi, X_val if has_val else None, yv, config=cfg,
+                                       transform=self._input, device=self.device_, seed=self.seed,
+                                       show_progress=self.show_progress, desc=f"train {arch}")
         return self
 
-    @torch.inference_mode()
-    def _apply(self, X: np.ndarray, fn: Any, width: int, bs: int = 512) -> np.ndarray:
-        """``fn`` (network output → float tensor) over ``X`` in eval mode, in batches: N×width float32."""
+    def _apply(self, X: np.ndarray, fn: Any, width: int) -> np.ndarray:
+        """``fn`` (network, input batch → float tensor) over ``X`` in eval mode: N×width float32."""
         check_is_fitted(self, "net_")
-        self.net_.eval()
-        out = []
-        for xb in self._batches(X, bs):
-            with self._autocast():
-                out.append(fn(xb).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
+        return apply(self.net_, X, fn, transform=self._input, device=self.device_, width=width)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "net_")
-        return self._apply(X, lambda xb: torch.softmax(self.net_(xb).float(), 1), len(self.classes_))
+        check_is_fitted(self, "net_")  # before classes_ is read
+        return self._apply(X, lambda net, xb: torch.softmax(net(xb).float(), 1), len(self.classes_))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order (rows sum to 1)."""
@@ -188,7 +131,7 @@ class Attributor(ClassifierMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Penultimate features (the attributor's learned fingerprint space)."""
-        return self._apply(X, lambda xb: self.net_.features(xb), 0)
+        return self._apply(X, lambda net, xb: net.features(xb).float(), 0)
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -220,7 +163,7 @@ class Attributor(ClassifierMixin, BaseEstimator):
         except (OSError, ValueError) as e:
             raise DataError(f"{meta_path}: cannot read the attributor's metadata ({e})") from None
         fmt = meta.get("format") if isinstance(meta, dict) else None
-        if fmt != FORMAT:
+        if fmt not in (FORMAT, "manifpt-attributor/1"):
             raise DataError(f"{directory}: not a manifpt attributor (format {fmt!r}, expected {FORMAT})")
         try:
             cfg = meta["config"]
@@ -236,6 +179,8 @@ class Attributor(ClassifierMixin, BaseEstimator):
             tensors = load_file(str(weights))
         except Exception as e:  # safetensors raises its own error types for any malformed file
             raise DataError(f"{weights}: not a readable safetensors file ({e})") from None
+        if fmt != FORMAT:
+            tensors = {_from_v1(k): v for k, v in tensors.items()}
         expected = {f"net.{k}": (tuple(v.shape), v.dtype) for k, v in net.state_dict().items()}
         expected["norm.mean"] = expected["norm.std"] = ((1, *shape), torch.float32)
         missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))

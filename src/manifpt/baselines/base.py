@@ -13,6 +13,7 @@ small stratified cross-validation *inside* ``fit``, on the training images only.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -33,6 +34,12 @@ BASELINES: Registry[type[Baseline]] = Registry("baseline", package="manifpt.base
 #: ITU-R BT.601 luma weights: what OpenCV's ``imread(path, 0)`` uses, i.e. the grayscale that the
 #: frequency baselines' reference code (Durall et al.) computes its spectra on.
 LUMA_BT601 = (0.299, 0.587, 0.114)
+
+
+def bullets(text: str) -> list[str]:
+    """The items of a Markdown bullet list ("- " starts an item, other lines continue it), whitespace-normalised."""
+    items = (" ".join(item.split()) for item in re.split(r"^\s*- ", text, flags=re.MULTILINE))
+    return [item for item in items if item]
 
 
 #: ``@register_baseline(name)``, ``get_baseline(name, **params)`` (an unfitted instance), ``list_baselines()``
@@ -104,10 +111,17 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
     """
 
     name: ClassVar[str] = "?"
-    #: full citation of the paper the method follows
+    #: full citation of the paper the method follows (line breaks and indentation are normalised away)
     paper: ClassVar[str] = ""
-    #: every way this implementation departs from that paper (reported with the results)
+    #: every way this implementation departs from that paper (reported with the results); a subclass
+    #: may write them as a Markdown bullet list in one string, which becomes one item per bullet
     deviations: ClassVar[list[str]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.paper = " ".join(cls.paper.split())
+        if isinstance(cls.deviations, str):
+            cls.deviations = bullets(cls.deviations)
     #: ``True`` when ``features`` is learned (a CNN's penultimate layer) and so needs ``fit`` first
     learned_features: ClassVar[bool] = False
 

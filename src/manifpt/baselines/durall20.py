@@ -8,7 +8,7 @@ tell them apart. Their reference code: grayscale (OpenCV luma) → ``fft2`` → 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -53,19 +53,18 @@ class Durall20(FeatureBaseline):
     ``max_radius``: ``None`` keeps every ring up to the spectrum's corner (as the reference code).
     """
 
-    paper: ClassVar[str] = (
-        "R. Durall, M. Keuper, J. Keuper. Watch Your Up-Convolution: CNN Based Generative Deep Neural Networks "
-        "Are Failing to Reproduce Spectral Distributions. CVPR 2020.")
-    deviations: ClassVar[list[str]] = [
-        "Rings are centred on the DC term at (H//2, W//2) and radii are rounded; the reference code centres at "
-        "((W−1)/2, (H−1)/2), half a pixel off DC for even sizes, and floors radii.",
-        "The spectrum is not resampled to a fixed number of bins: the profile has one value per integer radius "
-        "(23 for 32×32 images), so train and test images must share a size.",
-        "Features are standardised and the classifier's hyper-parameters (kernel, C) are chosen by 3-fold CV on "
-        "the training set; the paper reports fixed settings.",
-        "Multi-class (one-vs-one SVM / multinomial logistic regression) instead of the paper's binary real-vs-fake.",
-        "SVM probabilities come from Platt scaling on cross-validated decision values and predict is their argmax.",
-    ]
+    paper = """R. Durall, M. Keuper, J. Keuper. Watch Your Up-Convolution: CNN Based Generative Deep Neural Networks
+    Are Failing to Reproduce Spectral Distributions. CVPR 2020."""
+    deviations = """
+    - Rings are centred on the DC term at (H//2, W//2) and radii are rounded; the reference code centres at ((W−1)/2,
+      (H−1)/2), half a pixel off DC for even sizes, and floors radii.
+    - The spectrum is not resampled to a fixed number of bins: the profile has one value per integer radius (23 for
+      32×32 images), so train and test images must share a size.
+    - Features are standardised and the classifier's hyper-parameters (kernel, C) are chosen by 3-fold CV on the
+      training set; the paper reports fixed settings.
+    - Multi-class (one-vs-one SVM / multinomial logistic regression) instead of the paper's binary real-vs-fake.
+    - SVM probabilities come from Platt scaling on cross-validated decision values and predict is their argmax.
+    """
 
     def __init__(self, classifier: str = "svm", max_radius: int | None = None, seed: int = 0):
         store_params(self, locals())

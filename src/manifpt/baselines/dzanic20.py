@@ -9,7 +9,7 @@ classify images by the fitted decay parameters with a KNN.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -70,21 +70,20 @@ def decay_features(profile: np.ndarray, fit_fraction: float = 0.25) -> np.ndarra
 class Dzanic20(FeatureBaseline):
     """DC-normalised 1-D spectrum → power-law fit on the top 25 % of radii → (slope, intercept) → KNN."""
 
-    paper: ClassVar[str] = (
-        "T. Dzanic, K. Shah, F. Witherden. Fourier Spectrum Discrepancies in Deep Network Generated Images. "
-        "NeurIPS 2020 (Advances in Neural Information Processing Systems 33, pp. 3022–3032).")
-    deviations: ClassVar[list[str]] = [
-        "The reduced spectrum is the ring *mean* of |F|/|F(0,0)| (rounded integer radii), not a ring sum; a sum "
-        "would multiply the profile by ≈2πr and so add ≈1 to every slope, which standardisation does not undo "
-        "but which carries no information either.",
-        "The decay is fit by ordinary least squares in log–log coordinates (slope, intercept), over the upper "
-        "25 % of the radii up to the inscribed circle (min(H, W)//2); the paper's exact fitting range and "
-        "parametrisation of the decay were not reproduced from its code.",
-        "Features are standardised before the KNN (slope and intercept have different scales) and k / weighting "
-        "are chosen by 3-fold CV on the training set.",
-        "Multi-class KNN instead of the paper's binary real-vs-fake classification.",
-        "Grayscale is BT.601 luma of the uint8 RGB image.",
-    ]
+    paper = """T. Dzanic, K. Shah, F. Witherden. Fourier Spectrum Discrepancies in Deep Network Generated Images.
+    NeurIPS 2020 (Advances in Neural Information Processing Systems 33, pp. 3022–3032)."""
+    deviations = """
+    - The reduced spectrum is the ring *mean* of |F|/|F(0,0)| (rounded integer radii), not a ring sum; a sum would
+      multiply the profile by ≈2πr and so add ≈1 to every slope, which standardisation does not undo but which carries
+      no information either.
+    - The decay is fit by ordinary least squares in log–log coordinates (slope, intercept), over the upper 25 % of the
+      radii up to the inscribed circle (min(H, W)//2); the paper's exact fitting range and parametrisation of the decay
+      were not reproduced from its code.
+    - Features are standardised before the KNN (slope and intercept have different scales) and k / weighting are chosen
+      by 3-fold CV on the training set.
+    - Multi-class KNN instead of the paper's binary real-vs-fake classification.
+    - Grayscale is BT.601 luma of the uint8 RGB image.
+    """
 
     def __init__(self, fit_fraction: float = 0.25, rings: str = "inscribed", seed: int = 0):
         store_params(self, locals())

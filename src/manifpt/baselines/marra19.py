@@ -19,15 +19,15 @@ sources first and then one per step, like the paper's protocol of adding one GAN
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attribute.nets import Net, build_net
 from ..estimator import store_params
+from ..nn.nets import Net, build_net
 from ._cnn import CNNBaseline, chw_shape, layer_inputs, predict_proba
 from .base import register_baseline
 from .yu19 import add_aux_loss
@@ -101,25 +101,24 @@ class Marra19(CNNBaseline):
     the final network's features, ``classes_`` order).
     """
 
-    paper: ClassVar[str] = (
-        "F. Marra, C. Saltori, G. Boato, L. Verdoliva. Incremental learning for the detection and classification "
-        "of GAN-generated images. IEEE International Workshop on Information Forensics and Security (WIFS) 2019, "
-        "pp. 1-6; arXiv:1910.01568.")
-    deviations: ClassVar[list[str]] = [
-        "Backbone: the small CIFAR ResNet of ManiFPT's released attributor (16/32/64 channels, `depth` basic "
-        "blocks per stage) trained from scratch, instead of the paper's XceptionNet.",
-        "Attribution of K sources that arrive in `n_tasks` groups in a seeded random order (default 2 steps, at "
-        "most K − 1); the paper's protocol adds one new GAN at a time to a real-vs-fake detector/classifier.",
-        "Loss: softmax cross-entropy over the sources seen so far plus knowledge distillation (KL divergence at "
-        "temperature 2, weight `distill_weight`) on the old sources' logits, instead of iCaRL's sigmoid binary "
-        "cross-entropy with the old network's outputs as targets.",
-        "Prediction: nearest mean of exemplars (iCaRL) by default, on L2-normalised penultimate features with "
-        "unit-norm exemplar means, without the flipped-image feature averaging; probabilities are "
-        "softmax(−distance²/0.1). classifier='softmax' uses the network's head instead.",
-        "AdamW with early stopping on the cross-entropy of a stratified 20 % validation split of each step's "
-        "training data (new images + exemplars; best epoch restored) instead of iCaRL's SGD schedule; few epochs "
-        "on CPU (max_epochs=15 per step). No data augmentation.",
-    ]
+    paper = """F. Marra, C. Saltori, G. Boato, L. Verdoliva. Incremental learning for the detection and
+    classification of GAN-generated images. IEEE International Workshop on Information Forensics and Security (WIFS)
+    2019, pp. 1-6; arXiv:1910.01568."""
+    deviations = """
+    - Backbone: the small CIFAR ResNet of ManiFPT's released attributor (16/32/64 channels, `depth` basic blocks per
+      stage) trained from scratch, instead of the paper's XceptionNet.
+    - Attribution of K sources that arrive in `n_tasks` groups in a seeded random order (default 2 steps, at most K −
+      1); the paper's protocol adds one new GAN at a time to a real-vs-fake detector/classifier.
+    - Loss: softmax cross-entropy over the sources seen so far plus knowledge distillation (KL divergence at temperature
+      2, weight `distill_weight`) on the old sources' logits, instead of iCaRL's sigmoid binary cross-entropy with the
+      old network's outputs as targets.
+    - Prediction: nearest mean of exemplars (iCaRL) by default, on L2-normalised penultimate features with unit-norm
+      exemplar means, without the flipped-image feature averaging; probabilities are softmax(−distance²/0.1).
+      classifier='softmax' uses the network's head instead.
+    - AdamW with early stopping on the cross-entropy of a stratified 20 % validation split of each step's training data
+      (new images + exemplars; best epoch restored) instead of iCaRL's SGD schedule; few epochs on CPU (max_epochs=15
+      per step). No data augmentation.
+    """
 
     def __init__(self, n_tasks: int = 2, memory_size: int = 2000, classifier: str = "nme", distill_weight: float = 1.0,
                  temperature: float = 2.0, arch: str = "cifar_resnet", depth: int = 2, lr: float = 1e-3,
@@ -164,7 +163,7 @@ class Marra19(CNNBaseline):
                 memory[int(c)] = members[herding(self._unit_features(images[members]), per_class)]
             self.steps_.append({"step": t, "new_classes": [_py(self.classes_[order[c]]) for c in group],
                                 "n_train": len(idx), "memory": int(sum(len(v) for v in memory.values())),
-                                "best_epoch": res.best_epoch, "epochs": len(res.history)})
+                                "best_epoch": res.best_epoch, "epochs": len(res.epochs)})
             if t < self.n_tasks_ - 1:
                 old = copy.deepcopy(self.model_).eval()
                 old.requires_grad_(False)

@@ -11,7 +11,7 @@ concatenates both cues and lets the internal CV pick a linear or RBF SVM.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -79,19 +79,18 @@ class McClo18(FeatureBaseline):
     turns the colour cue off). Grayscale images get only the intensity exposure cues.
     """
 
-    paper: ClassVar[str] = (
-        "S. McCloskey, M. Albright. Detecting GAN-generated Imagery using Color Cues. arXiv:1812.08247, 2018.")
-    deviations: ClassVar[list[str]] = [
-        "The paper's two detectors (saturation frequencies → linear SVM; r–g chromaticity histograms → their own "
-        "classifier) are merged into one feature vector and one SVM.",
-        "Chromaticity: an 8×8 histogram over the reachable triangle r + g ≤ 1 (36 bins), ignoring pixels with "
-        "R+G+B < 24; the paper's binning and dark-pixel handling were not reproduced from its code.",
-        "Intensity is (R+G+B)/3 (saturated only where all channels are 255); the paper's exact intensity "
-        "definition was not reproduced from its code.",
-        "Features are standardised; SVM kernel (linear or RBF) and C are chosen by 3-fold CV on the training set.",
-        "Multi-class (one-vs-one SVM) instead of the paper's binary GAN-vs-camera detection; probabilities via "
-        "Platt scaling on cross-validated decision values and predict is their argmax.",
-    ]
+    paper = """S. McCloskey, M. Albright. Detecting GAN-generated Imagery using Color Cues. arXiv:1812.08247, 2018."""
+    deviations = """
+    - The paper's two detectors (saturation frequencies → linear SVM; r–g chromaticity histograms → their own
+      classifier) are merged into one feature vector and one SVM.
+    - Chromaticity: an 8×8 histogram over the reachable triangle r + g ≤ 1 (36 bins), ignoring pixels with R+G+B < 24;
+      the paper's binning and dark-pixel handling were not reproduced from its code.
+    - Intensity is (R+G+B)/3 (saturated only where all channels are 255); the paper's exact intensity definition was not
+      reproduced from its code.
+    - Features are standardised; SVM kernel (linear or RBF) and C are chosen by 3-fold CV on the training set.
+    - Multi-class (one-vs-one SVM) instead of the paper's binary GAN-vs-camera detection; probabilities via Platt
+      scaling on cross-validated decision values and predict is their argmax.
+    """
 
     def __init__(self, levels: tuple[int, ...] = (0,), color_bins: int = 8, min_sum: int = 24, seed: int = 0):
         store_params(self, locals())

@@ -8,14 +8,12 @@ correlations (smoothness), periodic up-sampling patterns (off-diagonal bands) an
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..estimator import store_params
-from ._cnn import CNNBaseline, TrainResult
+from ._cnn import CNNBaseline
 from .base import check_images, register_baseline
 
 
@@ -91,22 +89,20 @@ class Nataraj19(CNNBaseline):
     smaller values make CPU training cheap.
     """
 
-    paper: ClassVar[str] = (
-        "L. Nataraj, T. M. Mohammed, S. Chandrasekaran, A. Flenner, J. H. Bappy, A. K. Roy-Chowdhury, "
-        "B. S. Manjunath. Detecting GAN generated Fake Images using Co-occurrence Matrices. Electronic Imaging "
-        "(Media Watermarking, Security, and Forensics) 2019; arXiv:1903.06836.")
-    deviations: ClassVar[list[str]] = [
-        "The CNN is smaller than the paper's (three 3×3 conv blocks with batch norm, global average+max pooling, "
-        "one linear layer; the paper stacks three pairs of 3×3/5×5 conv layers with max pooling and two dense "
-        "layers on the flattened maps), with two coordinate "
-        "channels appended so the pooled network still knows where in the matrix mass lies.",
-        "Input scaling: log(1 + count·L²/pairs), i.e. counts relative to a uniform matrix, compressed; the "
-        "paper feeds the matrices without this normalisation.",
-        "Trained with AdamW and early stopping on the validation loss of a stratified 20 % split of the training "
-        "data (best epoch restored); the paper's optimiser, schedule and epochs are not reproduced.",
-        "Multi-class softmax instead of the paper's binary real-vs-GAN output.",
-        "levels < 256 (an option, used in the tests) quantises pixel values before counting.",
-    ]
+    paper = """L. Nataraj, T. M. Mohammed, S. Chandrasekaran, A. Flenner, J. H. Bappy, A. K. Roy-Chowdhury, B. S.
+    Manjunath. Detecting GAN generated Fake Images using Co-occurrence Matrices. Electronic Imaging (Media
+    Watermarking, Security, and Forensics) 2019; arXiv:1903.06836."""
+    deviations = """
+    - The CNN is smaller than the paper's (three 3×3 conv blocks with batch norm, global average+max pooling, one linear
+      layer; the paper stacks three pairs of 3×3/5×5 conv layers with max pooling and two dense layers on the flattened
+      maps), with two coordinate channels appended so the pooled network still knows where in the matrix mass lies.
+    - Input scaling: log(1 + count·L²/pairs), i.e. counts relative to a uniform matrix, compressed; the paper feeds the
+      matrices without this normalisation.
+    - Trained with AdamW and early stopping on the validation loss of a stratified 20 % split of the training data (best
+      epoch restored); the paper's optimiser, schedule and epochs are not reproduced.
+    - Multi-class softmax instead of the paper's binary real-vs-GAN output.
+    - levels < 256 (an option, used in the tests) quantises pixel values before counting.
+    """
 
     def __init__(self, levels: int = 256, offset: tuple[int, int] = (0, 1), width: int = 16, lr: float = 1e-3,
                  weight_decay: float = 1e-2, batch_size: int = 64, max_epochs: int = 40, patience: int = 6,
@@ -123,4 +119,4 @@ class Nataraj19(CNNBaseline):
         torch.manual_seed(self.seed)
         channels = 1 if images.ndim == 3 else images.shape[3]
         self.model_ = CooccurrenceCNN(channels, len(self.classes_), self.width, self.levels)
-        self.train_result_: TrainResult = self._train(self.model_, images, codes)
+        self.train_result_ = self._train(self.model_, images, codes)

@@ -15,7 +15,6 @@ is the image CNN implemented here.
 from __future__ import annotations
 
 import io
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,10 +22,10 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from ..attribute.nets import build_net
 from ..estimator import store_params
+from ..nn.nets import build_net
 from ..runtime import default_device
-from ._cnn import CNNBaseline, TrainResult, chw_shape, image_tensor
+from ._cnn import CNNBaseline, chw_shape, image_tensor
 from .base import check_images, register_baseline
 
 
@@ -94,31 +93,29 @@ class Wang20(CNNBaseline):
     ``arch="auto"``: torchvision ResNet50 on CUDA (ImageNet-initialised when its weights are on disk,
     see ``manifpt.spaces.sl.find_resnet50_weights``; ``init_`` records which), ManiFPT's CIFAR
     ResNet with ``depth`` blocks per stage on CPU. Any architecture of
-    ``manifpt.attribute.nets.build_net`` can be named. ``lr=None``: Wang et al.'s 1e-4 for an
+    ``manifpt.nn.nets.build_net`` can be named. ``lr=None``: Wang et al.'s 1e-4 for an
     ImageNet-initialised network, 1e-3 for one trained from scratch. ``features`` are the
     penultimate activations (the inputs of the new head); they need ``fit`` first.
     """
 
-    paper: ClassVar[str] = (
-        "S.-Y. Wang, O. Wang, R. Zhang, A. Owens, A. A. Efros. CNN-Generated Images Are Surprisingly Easy to "
-        "Spot... for Now. IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) 2020, "
-        "pp. 8695-8704; arXiv:1912.11035.")
-    deviations: ClassVar[list[str]] = [
-        "Multi-class softmax head over the K sources instead of the paper's binary real-vs-fake output, trained "
-        "on every source (the paper trains on ProGAN only and tests on unseen generators).",
-        "On CPU (arch='auto' without CUDA) the backbone is a small CIFAR ResNet (16/32/64 channels, `depth` basic "
-        "blocks per stage) trained from scratch instead of the ImageNet-pretrained ResNet50. On a GPU the "
-        "backbone is ResNet50, ImageNet-initialised only when its weights are on disk (else from scratch; "
-        "`init_` records which); for inputs under 64 px its stem is a randomly initialised 3×3 stride-1 conv "
-        "without max-pool.",
-        "Images are used at their native resolution: no resize to 256 and no 224 random crop; the augmentation "
-        "(blur σ ~ U[0, 3] and JPEG quality ~ U{30..100}, each with p = 0.5, then a horizontal flip with p = 0.5) "
-        "is applied at that resolution, and JPEG uses Pillow only (the paper draws OpenCV or PIL at random).",
-        "AdamW (weight decay 0 by default, i.e. Adam) with early stopping on the loss of a stratified 20 % "
-        "validation split of the training data (un-augmented; best epoch restored) instead of the paper's "
-        "lr ÷ 10 on plateau until 1e-6; few epochs on CPU (max_epochs=15). lr 1e-3 when training from scratch.",
-        "Grayscale images enter as one channel, normalised with the channel-averaged ImageNet statistics.",
-    ]
+    paper = """S.-Y. Wang, O. Wang, R. Zhang, A. Owens, A. A. Efros. CNN-Generated Images Are Surprisingly Easy to
+    Spot... for Now. IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) 2020, pp. 8695-8704;
+    arXiv:1912.11035."""
+    deviations = """
+    - Multi-class softmax head over the K sources instead of the paper's binary real-vs-fake output, trained on every
+      source (the paper trains on ProGAN only and tests on unseen generators).
+    - On CPU (arch='auto' without CUDA) the backbone is a small CIFAR ResNet (16/32/64 channels, `depth` basic blocks
+      per stage) trained from scratch instead of the ImageNet-pretrained ResNet50. On a GPU the backbone is ResNet50,
+      ImageNet-initialised only when its weights are on disk (else from scratch; `init_` records which); for inputs
+      under 64 px its stem is a randomly initialised 3×3 stride-1 conv without max-pool.
+    - Images are used at their native resolution: no resize to 256 and no 224 random crop; the augmentation (blur σ ~
+      U[0, 3] and JPEG quality ~ U{30..100}, each with p = 0.5, then a horizontal flip with p = 0.5) is applied at that
+      resolution, and JPEG uses Pillow only (the paper draws OpenCV or PIL at random).
+    - AdamW (weight decay 0 by default, i.e. Adam) with early stopping on the loss of a stratified 20 % validation split
+      of the training data (un-augmented; best epoch restored) instead of the paper's lr ÷ 10 on plateau until 1e-6; few
+      epochs on CPU (max_epochs=15). lr 1e-3 when training from scratch.
+    - Grayscale images enter as one channel, normalised with the channel-averaged ImageNet statistics.
+    """
 
     def __init__(self, arch: str = "auto", depth: int = 2, pretrained: bool = True, blur_prob: float = 0.5,
                  blur_sigma: tuple[float, float] = (0.0, 3.0), jpeg_prob: float = 0.5,
@@ -136,4 +133,4 @@ class Wang20(CNNBaseline):
         self.init_ = self.model_.init
         self.lr_ = self.lr if self.lr is not None else (1e-4 if self.init_ == "imagenet" else 1e-3)
         transform = _AugmentingTransform(self, self.model_, np.random.default_rng(self.seed))
-        self.train_result_: TrainResult = self._train(self.model_, images, codes, lr=self.lr_, transform=transform)
+        self.train_result_ = self._train(self.model_, images, codes, lr=self.lr_, transform=transform)

@@ -12,7 +12,6 @@ reconstruction loss on R. The F_M[k] are then images one can look at (``model_fi
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..estimator import store_params
-from ._cnn import CNNBaseline, TrainResult, chw_shape, image_tensor
+from ._cnn import CNNBaseline, chw_shape, image_tensor
 from .base import check_images, register_baseline
 
 
@@ -111,23 +110,22 @@ class Yu19(CNNBaseline):
     predict time must have the training images' size (the model fingerprints have that size).
     """
 
-    paper: ClassVar[str] = (
-        "N. Yu, L. Davis, M. Fritz. Attributing Fake Images to GANs: Learning and Analyzing GAN Fingerprints. "
-        "IEEE/CVF International Conference on Computer Vision (ICCV) 2019, pp. 7556-7566; arXiv:1811.08180.")
-    deviations: ClassVar[list[str]] = [
-        "Networks are CPU-sized: R is a 2-level conv auto-encoder (`width`/2·`width` channels) and F_I three 3×3 "
-        "convolutions on the residual x − R(x); the paper's R and F_I are deeper and work at 128×128. Images are "
-        "used at their native resolution.",
-        "The reconstruction loss is the L1 pixel loss only (weight `recon_weight`, on ImageNet-normalised "
-        "inputs); the paper's reconstruction objective also has adversarial and perceptual terms.",
-        "The correlation logits are multiplied by a learnable scale (initial value `scale`), which the plain "
-        "correlation in [−1, 1] would otherwise lack to reach confident probabilities.",
-        "AdamW (lr 1e-3, weight decay 1e-4) with early stopping on the cross-entropy of a stratified 20 % "
-        "validation split of the training data (best epoch restored), few epochs on CPU (max_epochs=15); the "
-        "paper's optimiser, schedule and epochs are not reproduced.",
-        "Penultimate features (for FD ratio / t-SNE) are the flattened normalised image fingerprint, "
-        "average-pooled to at most `max_features` values for large images.",
-    ]
+    paper = """N. Yu, L. Davis, M. Fritz. Attributing Fake Images to GANs: Learning and Analyzing GAN Fingerprints.
+    IEEE/CVF International Conference on Computer Vision (ICCV) 2019, pp. 7556-7566; arXiv:1811.08180."""
+    deviations = """
+    - Networks are CPU-sized: R is a 2-level conv auto-encoder (`width`/2·`width` channels) and F_I three 3×3
+      convolutions on the residual x − R(x); the paper's R and F_I are deeper and work at 128×128. Images are used at
+      their native resolution.
+    - The reconstruction loss is the L1 pixel loss only (weight `recon_weight`, on ImageNet-normalised inputs); the
+      paper's reconstruction objective also has adversarial and perceptual terms.
+    - The correlation logits are multiplied by a learnable scale (initial value `scale`), which the plain correlation in
+      [−1, 1] would otherwise lack to reach confident probabilities.
+    - AdamW (lr 1e-3, weight decay 1e-4) with early stopping on the cross-entropy of a stratified 20 % validation split
+      of the training data (best epoch restored), few epochs on CPU (max_epochs=15); the paper's optimiser, schedule and
+      epochs are not reproduced.
+    - Penultimate features (for FD ratio / t-SNE) are the flattened normalised image fingerprint, average-pooled to at
+      most `max_features` values for large images.
+    """
 
     def __init__(self, width: int = 16, recon_weight: float = 1.0, scale: float = 10.0, max_features: int = 4096,
                  lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 15,
@@ -138,7 +136,7 @@ class Yu19(CNNBaseline):
         torch.manual_seed(self.seed)
         self.shape_ = chw_shape(images)
         self.model_ = FingerprintNet(self.shape_, len(self.classes_), self.width, self.scale, self.recon_weight)
-        self.train_result_: TrainResult = self._train(self.model_, images, codes)
+        self.train_result_ = self._train(self.model_, images, codes)
 
     def _check(self, images: np.ndarray) -> None:
         if len(images) and chw_shape(images) != self.shape_:

@@ -134,7 +134,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
     within one zoo, the train-data copies play that role (train on ``<model>__<set A>``, test on
     ``<model>__<set B>``).
     """
-    from ..attribute.nets import arch_for
+    from ..nn.nets import arch_for
     from ..splits import stratified_split
 
     rows, body = [], []

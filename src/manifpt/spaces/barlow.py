@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ..data import ImageSource
-from ..runtime import seed_everything, to_float_tensor, train_steps
+from ..nn.resnet import CifarResNet
+from ..nn.train import train_steps
+from ..runtime import seed_everything, to_float_tensor
 
 
 class BarlowTwinsConfig(BaseModel):
@@ -39,42 +41,9 @@ class BarlowTwinsConfig(BaseModel):
     seed: int = 0
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.short(x))
-
-
-class CifarResNet(nn.Module):
-    """ResNet for small images (3×3 stem, no max-pool); ``forward`` returns pooled features."""
-
-    def __init__(self, in_channels: int = 3, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2)):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
-        layers, cin = [], width
-        for i, n in enumerate(blocks):
-            cout = width * 2**i
-            for j in range(n):
-                layers.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.dim = cin
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.stem(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+def encoder(in_channels: int, width: int) -> CifarResNet:
+    """The encoder: a ResNet18-shaped CIFAR ResNet (4 stages of 2 blocks, ``width``·1/2/4/8 channels)."""
+    return CifarResNet(in_channels, width, (2, 2, 2, 2))
 
 
 def projector(dim_in: int, dim: int) -> nn.Module:
@@ -143,7 +112,7 @@ def train_barlow_twins(real: ImageSource, cfg: BarlowTwinsConfig, device: torch.
     """Train an encoder on the real set only; returns it in eval mode on CPU."""
     gen = seed_everything(cfg.seed)
     channels = 1 if len(real.shape) == 2 else real.shape[2]
-    enc = CifarResNet(channels, cfg.width).to(device)
+    enc = encoder(channels, cfg.width).to(device)
     proj = projector(enc.dim, cfg.proj_dim).to(device)
     params = list(enc.parameters()) + list(proj.parameters())
     bs = min(cfg.batch_size, len(real))

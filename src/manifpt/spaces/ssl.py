@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from ..cache import atomic_dir, cache_dir, file_digest, hash_json, write_json
 from ..data import ImageSource
+from ..nn.resnet import CifarResNet
 from ..runtime import default_device, to_float_tensor
-from .barlow import BarlowTwinsConfig, CifarResNet, normalise, train_barlow_twins
+from .barlow import BarlowTwinsConfig, encoder, normalise, train_barlow_twins
 from .base import Space, register_space
 from .cnn import Backbone, find_weights, hub_checkpoint, resnet50_backbone, run_backbone
 
@@ -78,7 +79,7 @@ class SelfSupervisedSpace(Space):
         key = {"real": real.fingerprint(), "shape": list(real.shape), "recipe": self.train.model_dump()}
         entry = cache_dir() / "ssl" / hash_json(key)
         channels = 1 if len(real.shape) == 2 else 3
-        enc = CifarResNet(channels, self.train.width)
+        enc = encoder(channels, self.train.width)
         if not (entry / "encoder.safetensors").exists():
             trained = train_barlow_twins(real, self.train, default_device(self.device), self.show_progress)
             with atomic_dir(entry) as tmp:
@@ -111,4 +112,4 @@ class SelfSupervisedSpace(Space):
     def dim(self, image_shape: tuple[int, ...]) -> int:
         if self._mode() == "resnet50":
             return 2048
-        return CifarResNet(1, self.train.width).dim
+        return encoder(1, self.train.width).dim

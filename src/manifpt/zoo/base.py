@@ -46,6 +46,7 @@ class ZooModel(ABC):
     rescales as it needs. ``sample`` returns uint8 N×H×W (gray) or N×H×W×3.
     """
 
+    #: display name, set by ``@register_family``
     family: ClassVar[str] = "?"
     #: library and architecture, recorded in models.yaml (e.g. "manifpt DCGAN").
     architecture: ClassVar[str] = "?"
@@ -118,8 +119,17 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)
 
 
-#: ``@register_family(name)``, ``get_family(name)`` (the class), ``list_families()``
-register_family, get_family, list_families = FAMILIES.register, FAMILIES.get, FAMILIES.names
+#: ``get_family(name)`` (the class, by its name in lower case), ``list_families()``
+get_family, list_families = FAMILIES.get, FAMILIES.names
+
+
+def register_family(name: str) -> Callable[[type[ZooModel]], type[ZooModel]]:
+    """``@register_family("GAN")``: ``name`` is the family's display name (``ZooModel.family``, in
+    models.yaml and tables); configs and ``get_family`` use it in lower case."""
+    def deco(cls: type[ZooModel]) -> type[ZooModel]:
+        cls.family = name
+        return FAMILIES.register(name)(cls)
+    return deco
 
 
 def parse_options(family: str, options: dict[str, Any]) -> FamilyOptions:

@@ -32,9 +32,8 @@ class DDPMOptions(FamilyOptions):
     ema: float = 0.995
 
 
-@register_family("ddpm")
+@register_family("DDPM")
 class DDPM(ZooModel):
-    family = "DDPM"
     architecture = "diffusers UNet2DModel + DDPMScheduler (DDIM sampling)"
     Options = DDPMOptions
     default_lr = 5e-4

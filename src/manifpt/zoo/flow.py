@@ -194,7 +194,6 @@ class MultiScaleFlow(nn.Module):
 
 @register_family("flow")
 class Flow(ZooModel):
-    family = "flow"
     architecture = "manifpt Glow-style flow (actnorm, 1x1 conv, affine coupling, multi-scale)"
     Options = FlowOptions
     default_lr = 1e-3

@@ -65,9 +65,8 @@ def g_loss_fn(loss: str, fake: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown GAN loss '{loss}'")
 
 
-@register_family("gan")
+@register_family("GAN")
 class GAN(ZooModel):
-    family = "GAN"
     architecture = "manifpt DCGAN"
     Options = GANOptions
     default_lr = 2e-4

@@ -98,9 +98,8 @@ class PixelCNNNet(nn.Module):
         return canvas
 
 
-@register_family("pixelcnn")
+@register_family("PixelCNN")
 class PixelCNN(ZooModel):
-    family = "PixelCNN"
     architecture = "manifpt PixelCNN (masked convolutions, 256-way softmax)"
     Options = PixelCNNOptions
     default_lr = 1e-3

@@ -23,9 +23,8 @@ class VAEOptions(FamilyOptions):
     width: int = 64
 
 
-@register_family("vae")
+@register_family("VAE")
 class VAE(ZooModel):
-    family = "VAE"
     architecture = "manifpt β-VAE (DCGAN encoder/decoder)"
     Options = VAEOptions
     default_lr = 1e-3

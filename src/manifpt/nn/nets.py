@@ -1,4 +1,6 @@
-"""Attributor networks: image backbones for image-shaped artifacts, an MLP for vector artifacts.
+"""The attributor's networks: image backbones for image-shaped artifacts, an MLP for vectors.
+
+The Marra19 and Wang20 baselines build theirs here too.
 
 Every network exposes ``features(x)`` (the penultimate representation, used for FD ratio and
 t-SNE) and ``head`` (the new softmax layer), so the training loop and the metrics need no
@@ -24,7 +26,7 @@ from math import prod
 import torch
 from torch import nn
 
-from ..spaces.barlow import BasicBlock
+from .resnet import CifarResNet
 
 ARCHS = ("resnet50", "resnet18", "cifar_resnet", "mlp", "linear")
 
@@ -57,24 +59,6 @@ class CoordChannels(nn.Module):
         yy = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
         xx = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
         return torch.cat([x, yy, xx], 1)
-
-
-class CifarResNet(nn.Module):
-    def __init__(self, in_channels: int, depth: int = 3, widths: tuple[int, ...] = (16, 32, 64)):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
-        cin = widths[0]
-        for i, w in enumerate(widths):
-            for j in range(depth):
-                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
-                cin = w
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.net = nn.Sequential(*layers)
-        self.dim = cin
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def _torchvision_resnet(name: str, in_channels: int, size: int, pretrained: bool) -> tuple[nn.Module, int, str]:
@@ -112,7 +96,7 @@ def build_net(arch: str, input_shape: tuple[int, ...], n_classes: int, pretraine
         body, dim, init = _torchvision_resnet(arch, c, min(input_shape[1:]), pretrained and not coords)
         return Net(nn.Sequential(CoordChannels(), body) if coords else body, dim, n_classes, init)
     if arch == "cifar_resnet":
-        body = CifarResNet(input_shape[0] + 2 * coords, depth)
+        body = CifarResNet(input_shape[0] + 2 * coords, 16, (depth,) * 3)
         return Net(nn.Sequential(CoordChannels(), body) if coords else body, body.dim, n_classes)
     d = prod(input_shape)
     if arch == "mlp":
