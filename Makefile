@@ -19,17 +19,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The optional extras (Ray) that the tests exercise; `make demo` does not need them.
+EXTRAS := $(VENV)/.installed-extras
+$(EXTRAS): $(STAMP)
+	$(PIP) install -q -e ".[dev,ray]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import ray, ray.data"
+	touch $(EXTRAS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # `make test` (CI) leaves out the tests marked slow (whole experiment runs, ~4 min); `make test-slow` runs them.
-test: $(STAMP) lint
+test: $(EXTRAS) lint
 	$(VENV)/bin/pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(EXTRAS)
 	$(VENV)/bin/pytest -q -m slow
 
-test-all: $(STAMP) lint
+test-all: $(EXTRAS) lint
 	$(VENV)/bin/pytest -q
 
 # The demo's real data: Debian's Fashion-MNIST (offline package registry); needs root or sudo.
@@ -49,12 +56,13 @@ photo-deps:
 demo: $(STAMP) data-deps
 	$(VENV)/bin/manifpt demo --out runs/demo --data runs/data
 
-bench: $(STAMP) data-deps photo-deps
+bench: $(EXTRAS) data-deps photo-deps
 	$(PY) benchmarks/projection.py --out runs/bench/projection.json
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
 	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png $(if $(wildcard runs/zoo64/gen/models.yaml),--zoo runs/zoo64/gen)
 	$(PY) benchmarks/refine_floor.py --out runs/bench/refine_floor.json
 	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
+	$(PY) benchmarks/ray_scale.py --out runs/bench/ray_scale.json
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

@@ -100,3 +100,15 @@ def test_killed_then_resumed_run_is_byte_identical(folders, tmp_path: Path) -> N
     resumed = _run([*common, "--out", str(out)], env)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()
     assert _files(out) == _files(tmp_path / "ref")
+
+
+def test_executor_choice_errors_are_one_line(folders, tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    real, gen = folders
+    args = ["artifacts", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "a")]
+    r = runner.invoke(app, [*args, "--executor", "dask"])
+    assert r.exit_code != 0 and "unknown executor 'dask' (choose from: local, ray)" in r.output
+    monkeypatch.setitem(sys.modules, "manifpt.ray_executor", None)  # as if Ray were not installed
+    r = runner.invoke(app, [*args, "--executor", "ray"])
+    assert r.exit_code != 0 and "pip install 'manifpt[ray]'" in r.output and "Traceback" not in r.output

@@ -105,7 +105,84 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+# The attributor's common flags, added to a command by ``@attributor_options`` (every field of
+# attribute.config.AttributorConfig can also come from --config FILE, under `attributor:`); a flag
+# left unset keeps the file's value or the default.
+ATTRIBUTOR_FLAGS: dict[str, Any] = {
+    "arch": Annotated[str | None, typer.Option(help="Attributor: auto, resnet50, resnet18, cifar_resnet, mlp, "
+                                                    "linear (default: auto).")],
+    "epochs": Annotated[int | None, typer.Option(min=1, help="Attributor training epochs (default: 40).")],
+    "batch_size": Annotated[int | None, typer.Option(min=2, help="Attributor batch size (default: 64).")],
+    "depth": Annotated[int | None, typer.Option(min=1, help="CIFAR-ResNet blocks per stage (default: 3).")],
+    "lr": Annotated[float | None, typer.Option(min=0, help="Attributor learning rate (default: 1e-3, 1e-4 when "
+                                                           "ImageNet-initialised).")],
+    "patience": Annotated[int | None, typer.Option(min=1, help="Epochs without progress before stopping "
+                                                               "[default: 6].")],
+    "device": Annotated[str | None, typer.Option(help="Attributor device, e.g. cpu, cuda (default: CUDA if "
+                                                      "present).")],
+}
+
+
+def flag_group(flags: dict[str, tuple[Any, Any]], call: Callable[..., Any],
+               drop: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that adds ``flags`` (name → (annotation, default)) to a command, before ``--quiet``;
+    ``call(command, given, kwargs)`` runs the command with the flags' values in ``given``."""
+    def decorator(command: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(command, eval_str=True)  # typer reads the annotations off the new signature
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values() if p.name != drop]
+        at = next((i for i, p in enumerate(params) if p.name == "quiet"), len(params))
+        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                 for k, (a, d) in flags.items()]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {k: kwargs.pop(k) for k in list(kwargs) if k in flags}
+            return call(command, given, kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params[:at] + extra + params[at:])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**typing.get_type_hints(command, include_extras=True),
+                                   **{k: a for k, (a, _) in flags.items()}}
+        wrapper.__annotations__.pop(drop, None)
+        return wrapper
+
+    return decorator
+
+
+#: the attributor flags; the command receives them as one ``attributor`` dict (unset: None)
+attributor_options = flag_group({k: (a, None) for k, a in ATTRIBUTOR_FLAGS.items()},
+                                lambda command, given, kwargs: command(**kwargs, attributor=given), drop="attributor")
+
+EXECUTOR_FLAGS: dict[str, tuple[Any, Any]] = {
+    "executor": (Annotated[str, typer.Option(help="Where embedding, search and fits run: local or ray.")], "local"),
+    "ray_address": (Annotated[str | None, typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS, or a "
+                                                            "new local instance).")], None),
+    "workers": (Annotated[int, typer.Option(min=1, help="Ray: embedding actors and search shards.")], 2),
+}
+
+
+def _with_executor(command: Callable[..., Any], given: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    from .errors import UsageError
+    from .executor import using
+
+    name = given["executor"]
+    if name == "local":
+        return command(**kwargs)
+    if name != "ray":
+        raise UsageError(f"unknown executor '{name}' (choose from: local, ray)")
+    try:
+        from .ray_executor import RayExecutor
+    except ImportError as e:
+        raise UsageError(f"--executor ray needs Ray: pip install 'manifpt[ray]' ({e})") from None
+    with using(RayExecutor(address=given["ray_address"], workers=given["workers"])):
+        return command(**kwargs)
+
+
+#: ``--executor local|ray``, ``--ray-address``, ``--workers``: the command runs inside ``executor.using``
+executor_options = flag_group(EXECUTOR_FLAGS, _with_executor)
+
+
 @artifacts_app.callback(invoke_without_command=True)
+@executor_options
 def artifacts(
     ctx: typer.Context,
     real: Annotated[Path | None, typer.Option(help="Folder of real images (the manifold).")] = None,
@@ -208,44 +285,6 @@ def print_rows(rows: list[dict[str, Any]], title: str) -> None:
     print_table(*results_table(rows), title, ("method", "space", "target", "metric"))
 
 
-# The attributor's common flags, added to a command by ``@attributor_options`` (every field of
-# attribute.config.AttributorConfig can also come from --config FILE, under `attributor:`); a flag
-# left unset keeps the file's value or the default.
-ATTRIBUTOR_FLAGS: dict[str, Any] = {
-    "arch": Annotated[str | None, typer.Option(help="Attributor: auto, resnet50, resnet18, cifar_resnet, mlp, "
-                                                    "linear (default: auto).")],
-    "epochs": Annotated[int | None, typer.Option(min=1, help="Attributor training epochs (default: 40).")],
-    "batch_size": Annotated[int | None, typer.Option(min=2, help="Attributor batch size (default: 64).")],
-    "depth": Annotated[int | None, typer.Option(min=1, help="CIFAR-ResNet blocks per stage (default: 3).")],
-    "lr": Annotated[float | None, typer.Option(min=0, help="Attributor learning rate (default: 1e-3, 1e-4 when "
-                                                           "ImageNet-initialised).")],
-    "patience": Annotated[int | None, typer.Option(min=1, help="Epochs without progress before stopping "
-                                                               "[default: 6].")],
-    "device": Annotated[str | None, typer.Option(help="Attributor device, e.g. cpu, cuda (default: CUDA if "
-                                                      "present).")],
-}
-
-
-def attributor_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the attributor flags; it receives them as one ``attributor`` dict (unset: None)."""
-    sig = inspect.signature(command, eval_str=True)  # typer reads the annotations off the new signature
-    params = [p for p in sig.parameters.values() if p.name != "attributor"]
-    at = next(i for i, p in enumerate(params) if p.name == "quiet")
-    flags = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
-             for k, a in ATTRIBUTOR_FLAGS.items()]
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        att = {k: kwargs.pop(k) for k in list(kwargs) if k in ATTRIBUTOR_FLAGS}
-        return command(*args, **kwargs, attributor=att)
-
-    wrapper.__signature__ = sig.replace(parameters=params[:at] + flags + params[at:])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**typing.get_type_hints(command, include_extras=True), **ATTRIBUTOR_FLAGS}
-    wrapper.__annotations__.pop("attributor", None)
-    return wrapper
-
-
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML of settings (any field of the command's config, the "
                                                      "attributor's under `attributor:`); options given on the "
                                                      "command line override it.")]
@@ -275,6 +314,7 @@ def merge_settings(ctx: typer.Context, config: Path | None, options: dict[str, t
 
 @app.command("fit")
 @attributor_options
+@executor_options
 def fit(
     ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
@@ -314,6 +354,7 @@ def fit(
 
 @app.command("compare")
 @attributor_options
+@executor_options
 def compare(
     ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
@@ -354,6 +395,7 @@ def compare(
 
 
 @app.command("predict")
+@executor_options
 def predict(
     model: Annotated[Path, typer.Option(help="Run directory written by `manifpt fit`.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
@@ -380,6 +422,7 @@ def predict(
 
 
 @app.command("experiment")
+@executor_options
 def experiment(
     names: Annotated[list[str], typer.Argument(help="model-type, train-data, layer-type, cross-dataset, figures, "
                                                     "theory, density, projection, or all.")],

@@ -231,6 +231,14 @@ def resize_uint8(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.BICUBIC))
 
 
+def pixel_digests(images: np.ndarray) -> np.ndarray:
+    """16-byte digest of each image's decoded pixels (shape included), as uint8 N×16."""
+    shape = repr(images.shape[1:]).encode()
+    digests = b"".join(hashlib.blake2b(shape + np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
+                       for im in images)
+    return np.frombuffer(digests, np.uint8).reshape(len(images), 16)
+
+
 # --------------------------------------------------------------------------- sources
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from .executor import Executor, current
 from .metrics import classification_metrics, fd_ratio, kmeans_nmi, mean_std
-from .progress import STAGES, progress
+from .progress import STAGES
 from .splits import stratified_split, subsample
 
 
@@ -49,29 +51,39 @@ class SeedResult:
 def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[int],
              fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), out: Path | None = None,
              fdr_max_per_class: int = 500, keep_features: bool = False,
-             show_progress: bool = True) -> list[SeedResult]:
-    """Train and test every method on the same per-seed stratified splits."""
+             show_progress: bool = True, executor: Executor | None = None) -> list[SeedResult]:
+    """Train and test every method on the same per-seed stratified splits.
+
+    The (seed, method) jobs are independent (each seeds its own fit), so they run on ``executor``
+    (default: the current one): one after another here, as parallel tasks on Ray; same results.
+    """
     labels = np.asarray(labels).astype(str)
+    run = partial(_run_job, labels=labels, fractions=fractions, out=out, fdr_max_per_class=fdr_max_per_class,
+                  keep_features=keep_features)
+    jobs = [(s, j) for s in seeds for j in range(len(methods))]
+    return (executor or current()).map(run, jobs, shared=tuple(methods), desc="fit" if show_progress else "")
+
+
+def _run_job(methods: Sequence[Method], job: tuple[int, int], *, labels: np.ndarray,
+             fractions: tuple[float, float, float], out: Path | None, fdr_max_per_class: int,
+             keep_features: bool) -> SeedResult:
+    seed, method = job[0], methods[job[1]]
     classes = sorted(set(labels.tolist()))
-    results = []
-    jobs = [(s, m) for s in seeds for m in methods]
-    for seed, method in progress(jobs, desc="fit", disable=not show_progress):
-        split = stratified_split(labels, fractions, seed)
-        with STAGES("train", len(split["train"]) + len(split["val"])):
-            method.fit(split["train"], split["val"], labels, seed)
-        with STAGES("evaluate", len(split["test"])):
-            proba, cls = method.predict_proba(split["test"])
-        pred = np.asarray(cls)[proba.argmax(1)]
-        metrics = classification_metrics(labels[split["test"]], pred, classes)
-        with STAGES("evaluate"):
-            feats = method.features(split["test"])
-            sub = subsample(labels[split["test"]], fdr_max_per_class, seed)
-            fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
-        if out is not None:
-            method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
-        results.append(SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
-                                  feats if keep_features else None))
-    return results
+    split = stratified_split(labels, fractions, seed)
+    with STAGES("train", len(split["train"]) + len(split["val"])):
+        method.fit(split["train"], split["val"], labels, seed)
+    with STAGES("evaluate", len(split["test"])):
+        proba, cls = method.predict_proba(split["test"])
+    pred = np.asarray(cls)[proba.argmax(1)]
+    metrics = classification_metrics(labels[split["test"]], pred, classes)
+    with STAGES("evaluate"):
+        feats = method.features(split["test"])
+        sub = subsample(labels[split["test"]], fdr_max_per_class, seed)
+        fdr = fd_ratio(feats[sub], labels[split["test"]][sub], seed) if feats is not None else None
+    if out is not None:
+        method.save(out / f"{method.name}-{method.space}" / f"seed-{seed}")
+    return SeedResult(method.name, method.space, seed, metrics, fdr, split["test"], proba, list(cls),
+                      feats if keep_features else None)
 
 
 def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[dict[str, Any]]:

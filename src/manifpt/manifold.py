@@ -13,22 +13,22 @@ CNN's float arithmetic depends on batch composition.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cache import DiskRows, cache_dir, file_digest, hash_json, write_json
-from .data import ImageSource, as_source
+from .data import ImageSource, as_source, pixel_digests
 from .errors import UsageError
+from .executor import Executor, current
 from .progress import STAGES, notice, progress
 from .projection import Projector, get_projector
-from .search import ExactKNN
 from .spaces.base import Space
 
 EMB_FILE, HASH_FILE, META_FILE, DONE_FILE = "emb.f32", "pixhash.bin", "meta.json", "progress.json"
@@ -56,24 +56,15 @@ def default_memory_budget() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
-def pixel_digests(images: np.ndarray) -> np.ndarray:
-    """16-byte digest of each image's decoded pixels (shape included), as uint8 N×16."""
-    shape = repr(images.shape[1:]).encode()
-    digests = b"".join(hashlib.blake2b(shape + np.ascontiguousarray(im).tobytes(), digest_size=16).digest()
-                       for im in images)
-    return np.frombuffer(digests, np.uint8).reshape(len(images), 16)
-
-
 def embed_into(source: ImageSource, space: Space, emb: np.ndarray, hashes: np.ndarray, start: int,
-               batch_size: int, after_batch=None) -> None:
-    """Embed ``source[start:]`` batch by batch into ``emb`` / ``hashes`` (arrays or memmaps)."""
-    for lo in range(start, len(source), batch_size):
-        imgs = source.load(np.arange(lo, min(lo + batch_size, len(source))))
-        with STAGES("embed", len(imgs)):
-            emb[lo:lo + len(imgs)] = space.embed(imgs)
-        hashes[lo:lo + len(imgs)] = pixel_digests(imgs)
+               batch_size: int, executor: Executor, after_batch=None) -> None:
+    """Embed ``source[start:]`` batch by batch (on ``executor``) into ``emb`` / ``hashes`` (arrays or memmaps)."""
+    chunks = [(lo, min(lo + batch_size, len(source))) for lo in range(start, len(source), batch_size)]
+    for part in executor.embed(source, space, chunks):
+        emb[part.lo:part.hi] = part.emb
+        hashes[part.lo:part.hi] = part.digests
         if after_batch is not None:
-            after_batch(lo + len(imgs), len(imgs))
+            after_batch(part.hi, part.hi - part.lo)
 
 
 @dataclass
@@ -127,7 +118,8 @@ class EmbeddingCache:
         hashes = np.fromfile(self.final / HASH_FILE, np.uint8).reshape(self.n, 16)
         return emb, hashes
 
-    def build(self, source: ImageSource, space: Space, batch_size: int, meta: dict, show: bool) -> None:
+    def build(self, source: ImageSource, space: Space, batch_size: int, meta: dict, show: bool,
+              executor: Executor) -> None:
         self.partial.mkdir(parents=True, exist_ok=True)
         emb_path, hash_path, done_path = (self.partial / f for f in (EMB_FILE, HASH_FILE, DONE_FILE))
         done = 0
@@ -149,7 +141,7 @@ class EmbeddingCache:
             bar.update(n)
 
         with bar:
-            embed_into(source, space, emb, hashes, done, batch_size, checkpoint)
+            embed_into(source, space, emb, hashes, done, batch_size, executor, checkpoint)
         emb.flush()
         hashes.flush()
         emb.close()
@@ -179,13 +171,17 @@ class Manifold:
         engine's sketch (≤ ¼ of the budget) and one batch of bounds (≤ ⅒). Cost: every refined pair
         reads its row from the page cache or the disk, and where pruning does not pay (noise-like
         embeddings) the search degrades to brute force over rows read from disk.
+    executor: where embedding and search run (``manifpt.executor``); ``None`` is the current one
+        (local unless inside ``executor.using(...)``). Ray shards the index over actors; the answer is
+        the same, bit for bit.
     """
 
     def __init__(self, space: Space, *, cache: str | Path | bool | None = None, backend: str = "auto",
                  batch_size: int = 512, query_chunk: int = 4096, show_progress: bool = True,
                  projection: str | Projector = "nn1", projection_options: dict | None = None,
-                 memory_budget: int | str | None = None):
+                 memory_budget: int | str | None = None, executor: Executor | None = None):
         self.space, self.cache, self.backend, self.memory_budget = space, cache, backend, memory_budget
+        self.executor = executor
         self.projection, self.projection_options = projection, projection_options
         self.batch_size, self.query_chunk, self.show_progress = batch_size, query_chunk, show_progress
 
@@ -195,6 +191,7 @@ class Manifold:
         src = as_source(real)
         if len(src) == 0:
             raise ValueError("the real set is empty")
+        ex = self.executor_ = self.executor or current()
         if not self.show_progress and hasattr(self.space, "show_progress"):
             self.space.show_progress = False  # a quiet run keeps the space's own training (SSL) quiet too
         with STAGES("fit space"):
@@ -214,30 +211,31 @@ class Manifold:
         if self.cache is False:
             emb = np.empty((len(src), dim), np.float32)
             hashes = np.empty((len(src), 16), np.uint8)
-            embed_into(src, self.space, emb, hashes, 0, self.batch_size)
+            embed_into(src, self.space, emb, hashes, 0, self.batch_size, ex)
         else:
             root = Path(self.cache) if isinstance(self.cache, (str, Path)) else cache_dir() / "embeddings"
             entry = EmbeddingCache(root, self.key_, len(src), dim)
             if not entry.complete:
-                entry.build(src, self.space, self.batch_size, meta, self.show_progress)
+                entry.build(src, self.space, self.batch_size, meta, self.show_progress, ex)
             mapped = not self.out_of_core_
             try:
                 emb, hashes = entry.open(mapped)
             except DamagedCacheError as e:
                 notice(f"{e}; rebuilding the embedding cache")
                 shutil.rmtree(entry.final)
-                entry.build(src, self.space, self.batch_size, meta, self.show_progress)
+                entry.build(src, self.space, self.batch_size, meta, self.show_progress, ex)
                 emb, hashes = entry.open(mapped)
             self.cache_path_ = entry.final
         self.embeddings_ = emb
         self._hash_index = {}
         for i, h in enumerate(hashes):
             self._hash_index.setdefault(h.tobytes(), i)
+        path = str(self.cache_path_ / EMB_FILE) if self.cache is not False else None
         if self.out_of_core_:
             chunk = max(1, min(self.query_chunk, self.budget_ // (40 * dim)))  # query batches ≤ ⅒ of the budget
-            self.index_ = ExactKNN("pruned", query_chunk=chunk, memory_budget=self.budget_).fit(emb)
+            self.index_ = ex.knn(emb, backend="pruned", query_chunk=chunk, memory_budget=self.budget_, path=path)
         else:
-            self.index_ = ExactKNN(self.backend, query_chunk=self.query_chunk).fit(emb)
+            self.index_ = ex.knn(emb, backend=self.backend, query_chunk=self.query_chunk, path=path)
         p = self.projection
         self.projector_ = get_projector(p, **(self.projection_options or {})) if isinstance(p, str) else p
         self.projector_.fit(self.real_, self.show_progress)
@@ -254,8 +252,12 @@ class Manifold:
             raise ValueError(f"images have shape {images.shape[1:]}, the real set {self.image_shape_}")
         with STAGES("embed", len(images)):
             emb = self.space.embed(images)
-        identical = np.zeros(len(images), bool)
-        for j, h in enumerate(pixel_digests(images)):
+        return self._identical_to_real(emb, pixel_digests(images))
+
+    def _identical_to_real(self, emb: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel-identical copies of real images get the stored real embedding (and are flagged)."""
+        identical = np.zeros(len(emb), bool)
+        for j, h in enumerate(digests):
             i = self._hash_index.get(h.tobytes())
             if i is not None:
                 emb[j], identical[j] = self.embeddings_[i], True
@@ -276,24 +278,30 @@ class Manifold:
 
     def _run(self, images: ImageSource | np.ndarray, k: int) -> tuple[np.ndarray, Projection, np.ndarray]:
         src = as_source(images)
-        n = len(src)
-        dim = self.embeddings_.shape[1]
+        n, dim = len(src), self.embeddings_.shape[1]
         kk = max(k, self.projector_.k, 1)
-        embs = np.empty((n, dim), np.float32)
-        arts = np.empty((n, dim), np.float32)
-        idx = np.empty((n, kk), np.int64)
-        dist = np.empty((n, kk), np.float32)
-        same = np.zeros(n, bool)
-        for lo in range(0, n, self.query_chunk):
-            imgs = src.load(np.arange(lo, min(lo + self.query_chunk, n)))
-            e, ident = self._embed(imgs)
-            p = self.index_.search(e, kk)
-            sl = slice(lo, lo + len(e))
-            embs[sl], idx[sl], dist[sl], same[sl] = e, p[1], p[0], ident
-            arts[sl] = e - self.projector_.project(e, imgs, p[1][:, :max(self.projector_.k, 1)], p[0], self.embeddings_,
-                                                    self.space.embed)
+        embs, arts = np.empty((n, dim), np.float32), np.empty((n, dim), np.float32)
+        idx, dist, same = np.empty((n, kk), np.int64), np.empty((n, kk), np.float32), np.zeros(n, bool)
+        chunks = [(lo, min(lo + self.query_chunk, n)) for lo in range(0, n, self.query_chunk)]
+        for lo, hi, e, p, a in self.iter_transform(src, chunks, kk):
+            embs[lo:hi], idx[lo:hi], dist[lo:hi], same[lo:hi], arts[lo:hi] = e, p.index, p.sqdist, p.identical, a
         proj = Projection(idx[:, 0], dist[:, 0], same) if k == 1 else Projection(idx[:, :k], dist[:, :k], same)
         return embs, proj, arts
+
+    def iter_transform(self, images: ImageSource | np.ndarray, chunks: list[tuple[int, int]], k: int = 1,
+                       ) -> Iterator[tuple[int, int, np.ndarray, Projection, np.ndarray]]:
+        """``(lo, hi, embeddings, projection (k columns), artifacts)`` of each range of ``images``, in
+        order; the executor embeds the ranges in parallel while the driver searches and projects."""
+        src = as_source(images)
+        if tuple(src.shape) != self.image_shape_:
+            raise ValueError(f"images have shape {tuple(src.shape)}, the real set {self.image_shape_}")
+        kk = max(k, self.projector_.k, 1)
+        for part in self.executor_.embed(src, self.space, chunks, keep_images=True):
+            e, ident = self._identical_to_real(part.emb, part.digests)
+            d, i = self.index_.search(e, kk)
+            a = e - self.projector_.project(e, part.images, i[:, :max(self.projector_.k, 1)], d, self.embeddings_,
+                                            self.space.embed)
+            yield part.lo, part.hi, e, Projection(i, d, ident), a
 
     def settings(self) -> dict:
         """What determines this manifold's artifacts (cache key material)."""

@@ -240,6 +240,11 @@ class ExactKNN:
     # -- exact search -----------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Exact k nearest base points of each query: (sqdist float32 nq×k, index int64 nq×k)."""
+        d, i = self.search_exact(queries, k)
+        return d.astype(np.float32), i
+
+    def search_exact(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` with the exact float64 distances (what merging the answers of shards needs)."""
         with STAGES("search", len(queries)):
             return self._search(queries, k)
 
@@ -304,7 +309,7 @@ class ExactKNN:
             out_d[lo:lo + len(x)] = d
             out_i[lo:lo + len(x)] = i
         self.stats.total_s += time.perf_counter() - t0
-        return out_d.astype(np.float32), out_i
+        return out_d, out_i
 
     def _plausible(self, approx: np.ndarray, xn: np.ndarray, yn: np.ndarray, k: int,
                    upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -139,17 +139,18 @@ def compute_artifacts(manifold: Manifold, real: ImageSet, gen: GeneratedSet, out
     bar = progress(total=n, desc=f"artifacts ({space.name})", disable=not show_progress, unit="img")
     bar.update(n - sum(min(shard_size, n - s * shard_size) for s in todo))
     with bar:
-        for s in todo:
-            lo, hi = s * shard_size, min((s + 1) * shard_size, n)
-            _, proj, art = manifold.transform(gen.images.subset(np.arange(lo, hi)))
+        chunks = [(s * shard_size, min((s + 1) * shard_size, n)) for s in todo]
+        for lo, hi, _, proj, art in manifold.iter_transform(gen.images, chunks):
+            s = lo // shard_size
+            nn_i, nn_d = proj.index[:, 0], proj.sqdist[:, 0]
             norms = np.linalg.norm(art.astype(np.float64), axis=1)
             rows = []
             for j, i in enumerate(range(lo, hi)):
                 m = gen.models[i]
                 rows.append({"index": i, "path": gen.images.rel_paths[i], "model": m,
                              **{f: gen.factors.get(m, {}).get(f, "") for f in factors},
-                             "nn_index": int(proj.index[j]), "nn_path": real.rel_paths[int(proj.index[j])],
-                             "nn_sqdist": _fmt(proj.sqdist[j]), "artifact_norm": _fmt(norms[j]),
+                             "nn_index": int(nn_i[j]), "nn_path": real.rel_paths[int(nn_i[j])],
+                             "nn_sqdist": _fmt(nn_d[j]), "artifact_norm": _fmt(norms[j]),
                              "pixel_identical": int(proj.identical[j])})
             atomic_write_text(shard_dir / f"{s:05d}.csv", _csv_text(rows, columns, header=False))
             buf = io.BytesIO()
