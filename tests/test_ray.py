@@ -100,12 +100,34 @@ def test_an_actor_killed_mid_run_leaves_the_output_unchanged(patches: np.ndarray
 
 
 @pytest.mark.usefixtures("cluster")
-def test_compare_on_ray_gives_the_same_numbers(folders, tmp_path: Path) -> None:
+def test_compare_on_ray_gives_the_same_numbers(folders, tmp_path: Path, monkeypatch) -> None:
     real, gen = folders
     cfg = CompareConfig(real=str(real), generated=str(gen), spaces=["rgb"], methods=["durall20"], seeds=[0, 1],
                         attributor={"arch": "cifar_resnet", "depth": 1, "epochs": 2})
+    monkeypatch.setenv("MANIFPT_CACHE", str(tmp_path / "cache-local"))  # each run computes its own artifacts
     local, _ = compare_run(cfg, tmp_path / "local", show_progress=False)
+    monkeypatch.setenv("MANIFPT_CACHE", str(tmp_path / "cache-ray"))
     with using(RayExecutor(workers=2)):
         remote, _ = compare_run(cfg, tmp_path / "ray", show_progress=False)
     assert remote == local and len(local) >= 6
     assert json.loads((tmp_path / "ray" / "results.json").read_text()) == local
+
+
+@pytest.mark.slow  # Ray Train starts a worker group (~1 min on 2 cores)
+@pytest.mark.usefixtures("cluster")
+def test_data_parallel_attributor_with_ray_train_matches_one_process(patches: np.ndarray) -> None:
+    from manifpt.attribute import Attributor
+    from manifpt.demo import PLANTED_MODELS, planted_model
+
+    kinds = list(PLANTED_MODELS)
+    gen = np.concatenate([planted_model(patches[800 + 100 * j:900 + 100 * j], k) for j, k in enumerate(kinds)])
+    y = np.repeat(kinds, 100)
+    X = Manifold(get_space("rgb"), cache=False, show_progress=False).fit(patches[:800]).artifacts(gen)
+    tr, va = np.arange(300) % 5 != 0, np.arange(300) % 5 == 0
+    # a linear probe (no batch norm, no dropout): DDP's averaged half-batch gradients are the full
+    # batch's, up to rounding
+    kw = {"arch": "linear", "epochs": 4, "batch_size": 32, "seed": 3, "show_progress": False, "device": "cpu"}
+    one = Attributor(None, **kw).fit(X[tr], y[tr], X[va], y[va])
+    two = Attributor(None, ddp_workers=2, **kw).fit(X[tr], y[tr], X[va], y[va])
+    assert len(two.history_.epochs) == len(one.history_.epochs) and two.history_.best_epoch == one.history_.best_epoch
+    np.testing.assert_allclose(two.predict_proba(X), one.predict_proba(X), atol=1e-4)

@@ -96,9 +96,15 @@ def manifpt_name(projection: str) -> str:
 def attributor_factory(config: AttributorConfig, input_shape: tuple[int, ...] | None, positional: bool = False,
                        show_progress: bool = True) -> Callable[[int], Attributor]:
     """seed → an unfitted ``Attributor`` with these settings (``positional``: the space's
-    ``Space.positional``, which gives the attributor coordinate channels)."""
+    ``Space.positional``, which gives the attributor coordinate channels). Under a Ray executor whose
+    cluster has several GPUs, each fit is data-parallel over them (``RayExecutor.ddp_workers``)."""
+    from .executor import current
+
+    ddp = getattr(current(), "ddp_workers", 1)
+
     def make(seed: int) -> Attributor:
-        return Attributor.from_config(config, input_shape, seed=seed, coords=positional, show_progress=show_progress)
+        att = Attributor.from_config(config, input_shape, seed=seed, coords=positional, show_progress=show_progress)
+        return att.set_params(ddp_workers=ddp)
     return make
 
 

@@ -157,6 +157,10 @@ class RayExecutor:
 
             threads = torch.get_num_threads()
         self.workers, self.threads, self.gpus, self.max_retries = max(1, workers), threads, gpus_per_worker, max_retries
+        #: data-parallel workers of each attributor fit: the cluster's GPUs (up to ``workers``) when it
+        #: has at least two, else 1 (a CPU fit is faster alone than split over gloo)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        self.ddp_workers = min(self.workers, gpus) if gpus >= 2 else 1
 
     def embed(self, source: ImageSource, space: Space, chunks: Sequence[tuple[int, int]],
               keep_images: bool = False) -> Iterator[Embedded]:
@@ -199,6 +203,10 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any = None,
             desc: str = "") -> list[Any]:
+        if self.ddp_workers > 1:
+            # the fits are data-parallel themselves (a Ray Train worker group over the GPUs); as tasks
+            # too they would nest a worker group inside a task that holds GPUs it needs
+            return [fn(shared, item) for item in progress(items, desc=desc, disable=not desc)]
         task = ray.remote(_call).options(num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.max_retries)
         ref = ray.put(shared)
         futures = [task.remote(fn, ref, item, self.threads) for item in items]
@@ -208,3 +216,55 @@ class RayExecutor:
                 done, pending = ray.wait(pending, num_returns=1)
                 bar.update(len(done))
         return ray.get(futures)
+
+
+def ddp_fit(build: Callable[[], Any], X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+            y_val: np.ndarray | None, *, config: Any, transform: Callable[..., Any], seed: int, workers: int,
+            use_gpu: bool) -> tuple[dict[str, Any], Any]:
+    """One classifier trained data-parallel by Ray Train (``TorchTrainer``: DDP, NCCL on GPUs, gloo on
+    CPUs) with ``nn.train.fit_classifier``: (the kept weights, the ``History``) from rank 0.
+
+    Every worker builds the network after seeding with ``seed`` (identical replicas), trains on its
+    share of each batch and validates on the whole validation set. The weights come back as a
+    safetensors file in a Ray Train checkpoint under ``$MANIFPT_CACHE/ray-train`` (on a cluster,
+    shared storage).
+    """
+    import json
+    import tempfile
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import ray.train
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from safetensors.torch import load_file, save_file
+
+    from .cache import cache_dir
+    from .nn.train import History, fit_classifier
+    from .runtime import seed_everything
+
+    def loop(_: dict[str, Any]) -> None:
+        ctx = ray.train.get_context()
+        seed_everything(seed)
+        model = build()
+        device = ray.train.torch.get_device()
+        hist = fit_classifier(model, X, y, X_val, y_val, config=config, transform=transform, device=device,
+                              seed=seed, rank=ctx.get_world_rank(), world=ctx.get_world_size())
+        metrics = {"best_epoch": hist.best_epoch}
+        if ctx.get_world_rank() != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      str(Path(tmp) / "model.safetensors"))
+            (Path(tmp) / "history.json").write_text(json.dumps(asdict(hist)))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    trainer = TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+                           torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+                           run_config=RunConfig(storage_path=str(cache_dir() / "ray-train")))
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as d:
+        state = load_file(str(Path(d) / "model.safetensors"))
+        history = History(**json.loads((Path(d) / "history.json").read_text()))
+    return state, history

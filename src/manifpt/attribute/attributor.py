@@ -54,13 +54,15 @@ class Attributor(ClassifierMixin, BaseEstimator):
     The training parameters are those of ``AttributorConfig`` (``from_config`` builds one from it),
     plus ``seed`` and ``coords`` (CoordConv input channels, for spaces whose positions carry meaning:
     ``Space.positional``). ``input_shape`` is (C, H, W) for image-shaped artifacts or ``None`` for
-    vectors; ``device`` defaults to CUDA when present.
+    vectors; ``device`` defaults to CUDA when present. ``ddp_workers`` > 1 trains data-parallel on
+    the Ray cluster (``manifpt.ray_executor.ddp_fit``): close to, not bit-identical with, one process
+    (batch norm sees each worker's share of a batch).
     """
 
     def __init__(self, input_shape: tuple[int, ...] | None = None, *, arch: str = "auto", epochs: int = 40,
                  batch_size: int = 64, lr: float | None = None, weight_decay: float = 5e-4, patience: int = 6,
                  pretrained: bool = True, depth: int = 3, seed: int = 0, max_train_seconds: float | None = None,
-                 coords: bool = False, device: str | None = None, show_progress: bool = True):
+                 coords: bool = False, device: str | None = None, show_progress: bool = True, ddp_workers: int = 1):
         store_params(self, locals())
 
     @classmethod
@@ -107,9 +109,21 @@ class Attributor(ClassifierMixin, BaseEstimator):
                           max_seconds=self.max_train_seconds)
         has_val = X_val is not None and y_val is not None and len(X_val) > 0
         yv = np.searchsorted(self.classes_, np.asarray(y_val).astype(str)) if has_val else None
-        self.history_ = fit_classifier(self.net_, X, yi, X_val if has_val else None, yv, config=cfg,
-                                       transform=self._input, device=self.device_, seed=self.seed,
-                                       show_progress=self.show_progress, desc=f"train {arch}")
+        Xv = X_val if has_val else None
+        if self.ddp_workers > 1:  # data-parallel on a Ray cluster (Ray Train); replicas start identical
+            from ..ray_executor import ddp_fit
+
+            coords = self.coords and len(self.shape_) == 3
+            shape, k = self.shape_, len(self.classes_)
+            state, self.history_ = ddp_fit(lambda: build_net(arch, shape, k, self.pretrained, self.depth, coords),
+                                           X, yi, Xv, yv, config=cfg, transform=self._input, seed=self.seed,
+                                           workers=self.ddp_workers, use_gpu=self.device_.type == "cuda")
+            self.net_.load_state_dict(state)
+            self.net_.eval()
+            return self
+        self.history_ = fit_classifier(self.net_, X, yi, Xv, yv, config=cfg, transform=self._input,
+                                       device=self.device_, seed=self.seed, show_progress=self.show_progress,
+                                       desc=f"train {arch}")
         return self
 
     def _apply(self, X: np.ndarray, fn: Any, width: int) -> np.ndarray:

@@ -114,11 +114,17 @@ def layer_inputs(model: nn.Module, layer: nn.Module, X: np.ndarray, *, transform
 def fit_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
                    y_val: np.ndarray | None = None, *, config: TrainConfig, transform: Transform = as_float_tensor,
                    device: torch.device | None = None, seed: int = 0, show_progress: bool = False,
-                   desc: str = "train") -> History:
+                   desc: str = "train", rank: int = 0, world: int = 1) -> History:
     """Train ``model`` (K logits) on integer labels ``y`` in 0..K−1; return its ``History``.
 
     Early stopping watches (X_val, y_val) when given and non-empty, else the training metrics.
     ``model`` is left in eval mode on ``device`` (default: CUDA when present) with the kept weights.
+
+    Data-parallel (``world`` > 1, inside an initialised ``torch.distributed`` process group, e.g. a
+    Ray Train worker): every rank draws the same batch order and trains on its share of each batch
+    (``rank::world``) through ``DistributedDataParallel``, whose averaged gradients keep the replicas
+    identical; batch-norm recalibration and validation then see the same weights and data on every
+    rank, so every rank takes the same early-stopping decisions without talking to the others.
     """
     cfg = config
     device = default_device(device)
@@ -127,6 +133,11 @@ def fit_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.nda
     yv = torch.as_tensor(np.asarray(y_val, np.int64)) if has_val else None
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = None
     if cfg.schedule == "onecycle":
@@ -144,12 +155,13 @@ def fit_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.nda
         tot, correct, n = 0.0, 0, 0
         for lo in range(0, len(order), cfg.batch_size):
             idx = np.sort(order[lo:lo + cfg.batch_size])
-            if len(idx) < 2 and len(order) > 1:
-                continue  # a batch of one breaks batch norm; its sample is seen next epoch
+            if len(idx) < 2 * world and len(order) > 1:
+                continue  # a (share of a) batch of one breaks batch norm; its samples are seen next epoch
+            idx = idx[rank::world]
             xb = transform(X[idx], device)
             yb = torch.from_numpy(y[idx]).to(device)
             with autocast(device):
-                logits = model(xb)
+                logits = net(xb)
             loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,6 +171,8 @@ def fit_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.nda
             tot += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             n += len(idx)
+        if world > 1:  # the epoch's training metrics over every rank's share
+            tot, correct, n = _all_reduce_sum([tot, correct, n], device)
         with autocast(device):
             recalibrate_batchnorm(model, (transform(X[bn_idx[lo:lo + cfg.batch_size]], device)
                                           for lo in range(0, len(bn_idx), cfg.batch_size)))
@@ -178,13 +192,32 @@ def fit_classifier(model: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.nda
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             since += 1
-        if since >= cfg.patience or (cfg.max_seconds and time.perf_counter() - t0 > cfg.max_seconds):
+        stop = since >= cfg.patience or bool(cfg.max_seconds and time.perf_counter() - t0 > cfg.max_seconds)
+        if world > 1:  # clocks differ between ranks: rank 0 decides for all
+            stop = bool(_broadcast_flag(stop, device))
+        if stop:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - t0
     model.eval()
     return history
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _broadcast_flag(flag: bool, device: torch.device) -> bool:
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
 
 
 #: training samples whose batch statistics replace batch norm's running averages after each epoch
