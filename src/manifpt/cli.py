@@ -394,6 +394,36 @@ def compare(
     console.print(f"report: {out / 'report.html'}")
 
 
+@app.command("openset")
+@attributor_options
+@executor_options
+def openset(
+    ctx: typer.Context,
+    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
+    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    unknown: Annotated[str, typer.Option(help="Models held out of training (comma list): the unseen sources.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb",
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
+    config: ConfigOpt = None,
+    attributor: dict[str, Any] | None = None,
+    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Open-set attribution: reject held-out sources (AUROC / OSCR / TNR@95 per score), enrol, discover."""
+    from .attribute.config import AttributorConfig
+    from .openset_run import run_openset
+
+    settings = merge_settings(ctx, config, {}, attributor or {})
+    rows = run_openset(real, generated, [m.strip() for m in unknown.split(",") if m.strip()], out,
+                       spaces=[s.strip() for s in spaces.split(",") if s.strip()], seeds=list(range(seeds)),
+                       attributor=AttributorConfig(**settings.get("attributor", {})), max_per_class=max_per_class,
+                       size=size, show_progress=not quiet)
+    print_rows([r for r in rows if r["metric"] in ("auroc", "closed_accuracy")], f"{out}: open set, held out {unknown}")
+    console.print(f"report: {out / 'report.html'}")
+
+
 @app.command("predict")
 @executor_options
 def predict(
@@ -425,7 +455,7 @@ def predict(
 @executor_options
 def experiment(
     names: Annotated[list[str], typer.Argument(help="model-type, train-data, layer-type, cross-dataset, figures, "
-                                                    "theory, density, projection, or all.")],
+                                                    "theory, density, projection, openset, or all.")],
     config: Annotated[str, typer.Option(help="Preset (default, quick, tiny) or YAML file.")] = "default",
     quick: Annotated[bool, typer.Option(help="Shorthand for --config quick.")] = False,
     out: Annotated[Path, typer.Option(help="Results directory.")] = Path("runs/experiments"),

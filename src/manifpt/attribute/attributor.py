@@ -135,6 +135,11 @@ class Attributor(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")  # before classes_ is read
         return self._apply(X, lambda net, xb: torch.softmax(net(xb).float(), 1), len(self.classes_))
 
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits, columns in ``classes_`` order (what the energy score of ``manifpt.openset`` reads)."""
+        check_is_fitted(self, "net_")
+        return self._apply(X, lambda net, xb: net(xb).float(), len(self.classes_))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, columns in ``classes_`` order (rows sum to 1)."""
         return self._proba(X)

@@ -17,7 +17,8 @@ from .config import ExperimentConfig
 from .context import Context
 from .studies import STUDIES
 
-ORDER = ("model-type", "train-data", "layer-type", "cross-dataset", "figures", "theory", "density", "projection")
+ORDER = ("model-type", "train-data", "layer-type", "cross-dataset", "figures", "theory", "density", "projection",
+         "openset")
 
 
 def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, data_root: str | Path, *,

@@ -332,3 +332,46 @@ def projection(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
         sections.append(Section(f"Estimators of x* on {name} (model-type task)", tables=[
             (["space", "projection", "accuracy (%)", "vs raw (points)", "mean ‖a‖"], body)]))
     return rows, sections
+
+
+# --------------------------------------------------------------------------- 9. open set
+
+
+@study("openset")
+def openset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Issue 19: hold three sources out (another three each seed); reject them (AUROC / OSCR / TNR95
+    of every score in every space, and the baselines' maximum softmax probability), enrol each from
+    k of its images, and cluster the rejected images."""
+    from ..openset import evaluate_openset
+    from ..openset_run import baseline_openset, summarise
+    from ..pipeline import manifpt_method
+
+    rows: list[dict[str, Any]] = []
+    sections = []
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        task = f"openset:{name}"
+        real_set, gen = ctx.sets(p.manifold, p.gen)
+        gen = gen.select_models(p.main_models)
+        y_all = np.asarray(gen.labels("model"))
+        keep = subsample(y_all, ctx.cfg.max_per_class)
+        y = y_all[keep]
+        n_out = min(3, len(p.main_models) - 2)
+        unknown = {s: sorted(np.random.default_rng(s).choice(p.main_models, n_out, replace=False).tolist())
+                   for s in ctx.cfg.seeds}
+        res: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for space in ctx.cfg.spaces:
+            method, *_ = manifpt_method(real_set, gen, keep, space, ctx.attributor(),
+                                        space_options=ctx.cfg.space_options.get(space), per_space_arch=True,
+                                        show_progress=ctx.show_progress)
+            res[("manifpt", space)] = [evaluate_openset(method.X, y, unknown[s], s, method.make)
+                                       for s in ctx.cfg.seeds]
+        images = gen.images.load(keep) if ctx.baselines() else None
+        for b in ctx.baselines():
+            res[(b, "image")] = [baseline_openset(b, ctx.cfg.baseline_options.get(b, {}), images, y, unknown[s], s)
+                                 for s in ctx.cfg.seeds]
+        r, secs = summarise(res, task, f"{name}: {n_out} held-out sources ("
+                            + "; ".join(f"seed {s}: {', '.join(u)}" for s, u in unknown.items()) + ")")
+        rows += r
+        sections += secs
+    return rows, sections

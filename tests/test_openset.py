@@ -1,0 +1,119 @@
+"""Open-set attribution: metrics against hand-computed and brute-force references, planted unknowns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from manifpt import Manifold, get_space
+from manifpt import openset as O
+from manifpt.attribute import Attributor
+from manifpt.demo import planted_model
+
+KINDS = ["nearest+checker", "bilinear+stripes", "native+grid"]
+
+
+def test_oscr_matches_the_hand_computed_example() -> None:
+    # known: scores 0.1 (correct), 0.2 (wrong), 0.4 (correct), 0.6 (correct); unknown: 0.3, 0.5.
+    # Sweeping θ upwards: (FPR, CCR) = (0, ¼) (0, ¼) (½, ¼) (½, ½) (1, ½) (1, ¾) → area ½·¼ + ½·½ = 0.375
+    assert O.oscr([True, False, True, True], [0.1, 0.2, 0.4, 0.6], [0.3, 0.5]) == pytest.approx(0.375)
+    # a tie between a known and an unknown image is the diagonal: its expected area in random order
+    assert O.oscr([True], [0.8], [0.8]) == pytest.approx(0.5)
+    # perfect: every known image correct and below every unknown one
+    assert O.oscr([True, True], [0.1, 0.2], [0.5, 0.9]) == pytest.approx(1.0)
+    # a misclassified known image adds nothing; unknown images below every known one cost everything
+    assert O.oscr([False, True], [0.1, 0.2], [0.0, 0.05]) == pytest.approx(0.0)
+
+
+def test_auroc_and_tnr_against_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    k, u = rng.normal(size=50), rng.normal(1.0, size=40)
+    k[:5] = u[:5]  # ties count one half
+    pairs = (u[None, :] > k[:, None]).mean() + 0.5 * (u[None, :] == k[:, None]).mean()
+    assert O.auroc(k, u) == pytest.approx(pairs)
+    assert O.tnr_at_tpr(k, u) == pytest.approx(np.mean(u > np.quantile(k, 0.95)))
+
+
+@pytest.fixture(scope="module")
+def planted(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.concatenate([planted_model(patches[800 + 200 * j:1000 + 200 * j], k) for j, k in enumerate(KINDS)])
+    X = Manifold(get_space("rgb"), cache=False, show_progress=False).fit(patches[:800]).artifacts(gen)
+    return X.reshape(-1, 3, 32, 32), np.repeat(KINDS, 200)
+
+
+def _held_out(X: np.ndarray, y: np.ndarray, unknown: str) -> tuple[O.OpenSetScorer, np.ndarray, np.ndarray]:
+    """Train on the other sources; (scorer, known test indices, unknown indices)."""
+    idx = np.flatnonzero(y != unknown)
+    np.random.default_rng(0).shuffle(idx)
+    tr, va, te = idx[:200], idx[200:260], idx[260:]
+    att = Attributor((3, 32, 32), arch="cifar_resnet", depth=1, epochs=8, show_progress=False, device="cpu")
+    att.fit(X[tr], y[tr], X[va], y[va])
+    scorer = O.OpenSetScorer(att).fit(X[tr], y[tr])
+    scorer.calibrate(X[va])
+    return scorer, te, np.flatnonzero(y == unknown)
+
+
+def test_planted_unknown_sources_are_rejected(planted) -> None:
+    X, y = planted
+    for unknown in KINDS:
+        scorer, te, unk = _held_out(X, y, unknown)
+        k, u = scorer.scores(X[te]), scorer.scores(X[unk])
+        assert O.auroc(k["mahalanobis"], u["mahalanobis"]) >= 0.95, unknown
+        pred = scorer.predict(X[unk], "mahalanobis")
+        assert (pred == "unknown").mean() > 0.8 and (scorer.predict(X[te], "mahalanobis") != "unknown").mean() > 0.85
+
+
+def test_a_random_held_out_group_is_not_told_apart(planted) -> None:
+    """Shuffled labels: the 'unknown' images come from the same sources as the known ones."""
+    X, y = planted
+    ys = np.random.default_rng(1).permutation(y)
+    scorer, te, unk = _held_out(X, ys, KINDS[2])
+    k, u = scorer.scores(X[te]), scorer.scores(X[unk])
+    for s in O.SCORES:
+        assert abs(O.auroc(k[s], u[s]) - 0.5) < 0.12, s
+
+
+def test_enrolling_a_planted_source_from_ten_images(planted) -> None:
+    X, y = planted
+    scorer, te, unk = _held_out(X, y, KINDS[0])
+    att = scorer.attributor
+    seen = np.setdiff1d(np.flatnonzero(y != KINDS[0]), te)  # the known sources' images, test split aside
+    classes, means = O.class_means(att.transform(X[seen]), y[seen])
+    classes, means = O.enroll(classes, means, "new", att.transform(X[unk[:10]]))
+    assert (O.nearest_mean(classes, means, att.transform(X[unk[10:]])) == "new").mean() >= 0.9
+    assert (O.nearest_mean(classes, means, att.transform(X[te])) == y[te]).mean() >= 0.9
+    with pytest.raises(ValueError, match="exists"):
+        O.enroll(classes, means, "new", att.transform(X[unk[:2]]))
+
+
+def test_discovery_finds_the_number_of_sources() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 5
+    truth = np.repeat(np.arange(3), 40)
+    feats = centres[truth] + rng.normal(size=(120, 16))
+    clusters, k = O.discover(feats, seed=0)
+    assert k == 3
+    sc = O.cluster_scores(truth, clusters)
+    assert sc["nmi"] > 0.95 and sc["ari"] > 0.95 and sc["purity"] > 0.95
+
+
+def test_openset_cli_writes_rows_and_report(folders, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from manifpt.cli import app
+
+    real, gen = folders
+    args = ["openset", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "o"), "--seeds", "2",
+            "--max-per-class", "60", "--arch", "linear", "--epochs", "3", "--quiet"]
+    r = CliRunner().invoke(app, [*args, "--unknown", "m_grid"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())
+    metrics = {(x["method"], x["metric"]) for x in rows}
+    assert {("manifpt/msp", "auroc"), ("manifpt/mahalanobis", "oscr"), ("manifpt/manifold", "tnr95"),
+            ("manifpt", "closed_accuracy"), ("manifpt", "enrol_k10_new")} <= metrics
+    assert all(x["n_seeds"] == 2 for x in rows if x["metric"] == "auroc")
+    assert "OSCR" in (tmp_path / "o" / "report.md").read_text()
+    r = CliRunner().invoke(app, [*args, "--unknown", "m_nope"])
+    assert r.exit_code != 0 and "not found: m_nope" in r.output and "Traceback" not in r.output
