@@ -117,3 +117,46 @@ def test_openset_cli_writes_rows_and_report(folders, tmp_path) -> None:
     assert "OSCR" in (tmp_path / "o" / "report.md").read_text()
     r = CliRunner().invoke(app, [*args, "--unknown", "m_nope"])
     assert r.exit_code != 0 and "not found: m_nope" in r.output and "Traceback" not in r.output
+
+
+def test_fit_calibrates_rejection_predict_says_unknown_and_enroll_adds_the_source(folders, tmp_path) -> None:
+    import json
+    import os
+
+    from typer.testing import CliRunner
+
+    from manifpt.cli import app
+
+    real, gen = folders
+    known = tmp_path / "known"
+    known.mkdir()
+    for m in ("m_checker", "m_stripes"):
+        os.symlink(gen / m, known / m)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["fit", "--real", str(real), "--generated", str(known), "--out", str(run),
+                                 "--seeds", "1", "--arch", "cifar_resnet", "--depth", "1", "--epochs", "6",
+                                 "--no-tsne", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (run / "models" / "manifpt-rgb" / "seed-0" / "openset.safetensors").exists()
+    grid = sorted((gen / "m_grid").iterdir())
+
+    def predict(files) -> list[dict]:
+        r = CliRunner().invoke(app, ["predict", "--model", str(run), *map(str, files), "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)["predictions"]
+
+    unseen = predict(grid[20:60])
+    assert np.mean([p["predicted"] == "unknown" for p in unseen]) >= 0.8
+    assert all(p["nearest_known"] in ("m_checker", "m_stripes") for p in unseen)
+    seen = predict(sorted((gen / "m_checker").iterdir())[:40])
+    assert np.mean([p["predicted"] == "m_checker" for p in seen]) >= 0.8
+    enrol = tmp_path / "enrol"
+    enrol.mkdir()
+    for f in grid[:10]:
+        os.symlink(f, enrol / f.name)
+    r = CliRunner().invoke(app, ["enroll", str(run), str(enrol), "--name", "m_grid"])
+    assert r.exit_code == 0 and "enrolled 'm_grid' from 10 images" in " ".join(r.output.split()), r.output
+    after = predict(grid[20:60])
+    assert np.mean([p["predicted"] == "m_grid" for p in after]) >= 0.9
+    r = CliRunner().invoke(app, ["enroll", str(run), str(enrol), "--name", "m_grid"])
+    assert r.exit_code != 0 and "exists already" in r.output and "Traceback" not in r.output

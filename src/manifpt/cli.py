@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from .errors import display
+from .errors import UsageError, display
 
 _state = {"debug": False}
 
@@ -161,7 +161,6 @@ EXECUTOR_FLAGS: dict[str, tuple[Any, Any]] = {
 
 
 def _with_executor(command: Callable[..., Any], given: dict[str, Any], kwargs: dict[str, Any]) -> Any:
-    from .errors import UsageError
     from .executor import using
 
     name = given["executor"]
@@ -430,17 +429,24 @@ def predict(
     model: Annotated[Path, typer.Option(help="Run directory written by `manifpt fit`.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    reject_score: Annotated[str, typer.Option(help="Unknown-score that rejects unseen sources: msp, energy, knn, "
+                                                   "mahalanobis, manifold.")] = "knn",
 ) -> None:
-    """Attribute images with a fitted run: class, class probabilities, nearest real image."""
+    """Attribute images with a fitted run: class (or `unknown`), probabilities, nearest real image."""
     from .fit import predict_files
+    from .openset import SCORES
 
-    res = predict_files(model, [str(p) for p in inputs])
+    if reject_score not in SCORES:
+        raise UsageError(f"unknown --reject-score '{reject_score}' (choose from: {', '.join(SCORES)})")
+    res = predict_files(model, [str(p) for p in inputs], reject_score=reject_score)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
     else:
         for r in res["predictions"]:
             probs = ", ".join(f"{c}={p:.3f}" for c, p in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
-            console.print(f"{escape(display(r['path']))}: [bold]{escape(r['predicted'])}[/bold] "
+            known = (f" (score {r['unknown_score']:.2f}× threshold; nearest known {escape(r['nearest_known'])})"
+                     if "unknown_score" in r else "")
+            console.print(f"{escape(display(r['path']))}: [bold]{escape(r['predicted'])}[/bold]{known} "
                           f"({r['probability']:.3f}); {escape(probs)}; nearest real "
                           f"{escape(display(r['nearest_real']))} (d²={r['nn_sqdist']:.4g})")
     for w in res["warnings"]:
@@ -449,6 +455,27 @@ def predict(
         console.print(f"[yellow]skipped[/yellow] {escape(display(b['path']))}: {escape(b['reason'])}")
     if res["skipped"] and not res["predictions"]:
         raise typer.Exit(1)
+
+
+@app.command("enroll")
+def enroll(
+    model: Annotated[Path, typer.Argument(help="Run directory written by `manifpt fit`.")],
+    folder: Annotated[Path, typer.Argument(help="Images of the new source.")],
+    name: Annotated[str, typer.Option(help="Name of the new source.")],
+) -> None:
+    """Add a source to a fitted run from a few of its images, without retraining (nearest class mean)."""
+    from .data import find_images
+    from .fit import Run
+
+    run = Run(model)
+    files, bad = find_images(folder)
+    images, _, skipped, _ = run.load_images(files)
+    for p, reason in [(b.path, b.reason) for b in bad] + skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(display(p))}: {escape(reason)}")
+    if not len(images):
+        raise UsageError(f"{folder}: no usable image to enroll")
+    n = run.enroll(name, images)
+    console.print(f"{model}: enrolled '{escape(name)}' from {n} images; `manifpt predict` now knows it")
 
 
 @app.command("experiment")

@@ -30,12 +30,12 @@ from .data import (
     not_regular,
     resize_uint8,
 )
-from .errors import DataError
+from .errors import DataError, UsageError
 from .evaluate import SeedResult, artifact_structure_rows, evaluate, result_rows
 from .manifold import Manifold
 from .pipeline import check_labels, check_run, manifpt_method, open_sets
 from .spaces import get_space
-from .splits import subsample
+from .splits import stratified_split, subsample
 from .store import write_bad_files
 
 RUN_FORMAT = "manifpt-run/1"
@@ -91,6 +91,7 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     task = cfg.task or f"{cfg.target}-attribution"
     results = evaluate([method], labels, cfg.seeds, cfg.fractions, out=out / "models", keep_features=cfg.tsne,
                        show_progress=show_progress)
+    calibrate_rejection(out / "models" / f"{method.name}-{cfg.space}", X, labels, cfg.seeds, cfg.fractions)
     factors = sorted({k for v in man["factors"].values() for k in v})
     rows = result_rows(results, task, cfg.target)
     rows += artifact_structure_rows(X, table, cfg.target, task, cfg.space, ["model", *factors],
@@ -107,6 +108,20 @@ def fit_run(cfg: FitConfig, out: str | Path, show_progress: bool = True) -> dict
     _write_predictions(out / "predictions.csv", results, table, labels)
     write_fit_report(out, run_meta, rows, results, store, manifold, keep, labels)
     return {"rows": rows, "results": results, "run": run_meta, "bad": sorted(bad, key=lambda b: b.path)}
+
+
+def calibrate_rejection(models: Path, X: np.ndarray, labels: np.ndarray, seeds: list[int],
+                        fractions: tuple[float, float, float]) -> None:
+    """Save each seed's open-set scorer (``manifpt.openset``) next to its attributor: fitted on the
+    seed's training split, thresholds accepting 95 % of its validation split. ``predict`` rejects with it."""
+    from .openset import OpenSetScorer
+
+    for seed in seeds:
+        split = stratified_split(labels, fractions, seed)
+        att = Attributor.load(models / f"seed-{seed}")
+        scorer = OpenSetScorer(att).fit(X[split["train"]], labels[split["train"]])
+        scorer.calibrate(X[split["val"]])
+        scorer.save(models / f"seed-{seed}")
 
 
 def _seed_json(r: SeedResult) -> dict[str, Any]:
@@ -143,6 +158,10 @@ class Run:
             raise DataError(f"{meta_path}: unknown format {self.meta.get('format')!r} (expected {RUN_FORMAT})")
         self.config = FitConfig(**self.meta["config"])
         self.models = [Attributor.load(self.root / m, device=device) for m in self.meta["models"]]
+        from .openset import OpenSetScorer
+
+        self.scorers = [OpenSetScorer.load(self.root / m, a) for m, a in zip(self.meta["models"], self.models,
+                                                                              strict=True)]
         self.show_progress = show_progress
         self._manifold: Manifold | None = None
 
@@ -204,13 +223,39 @@ class Run:
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """Mean class probabilities over the seeds' attributors, plus nearest real index and distance."""
         _, proj, art = self.manifold.transform(images)
+        self.last_artifacts_ = art
         probs = np.mean([m.predict_proba(art) for m in self.models], axis=0)
         return probs, self.models[0].classes_.tolist(), proj.index, proj.sqdist
 
+    def open_set(self, art: np.ndarray, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(class, unknown?, score ÷ threshold) per artifact by a majority of the seeds' scorers (the
+        class and ratio: the first seed's / the mean); ``None`` when the run has no calibration."""
+        if not self.scorers or any(s is None for s in self.scorers):
+            return None
+        out = [s.predict_open(art, score) for s in self.scorers]
+        unknown = np.mean([o[1] for o in out], axis=0) > 0.5
+        return out[0][0], unknown, np.mean([o[2] for o in out], axis=0)
 
-def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | None = None) -> dict[str, Any]:
+    def enroll(self, name: str, images: np.ndarray) -> int:
+        """Add source ``name`` to every seed's scorer from these images (see ``OpenSetScorer.enroll``)."""
+        if not self.scorers or any(s is None for s in self.scorers):
+            raise DataError(f"{self.root}: this run has no open-set calibration (fitted by an older manifpt); refit it")
+        names = [*self.scorers[0].classes_, *self.scorers[0].enrolled_]
+        if name in names:
+            raise UsageError(f"{self.root}: a source named '{name}' exists already ({', '.join(names)})")
+        _, _, art = self.manifold.transform(images)
+        for m, s in zip(self.meta["models"], self.scorers, strict=True):
+            s.enroll(name, art)
+            s.save(self.root / m)
+        return len(images)
+
+
+def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | None = None,
+                  reject_score: str = "knn") -> dict[str, Any]:
     """Attribute image files (or folders of them) with a run: one record per image; every file that
-    is not used is in ``skipped`` with the reason, every conversion in ``warnings``."""
+    is not used is in ``skipped`` with the reason, every conversion in ``warnings``. Runs with an
+    open-set calibration also say ``unknown`` where ``reject_score`` exceeds its threshold
+    (``unknown_score`` = score ÷ threshold), with the nearest known (or enrolled) source."""
     paths: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for p in map(Path, inputs):
@@ -227,11 +272,17 @@ def predict_files(run_dir: str | Path, inputs: list[str | Path], device: str | N
     records = []
     if len(images):
         probs, classes, nn, d2 = run.predict(images)
+        open_set = run.open_set(run.last_artifacts_, reject_score)
         for j, path in enumerate(used):
             k = int(probs[j].argmax())
-            records.append({"path": path, "predicted": classes[k], "probability": float(probs[j, k]),
-                            "probabilities": {c: float(v) for c, v in zip(classes, probs[j], strict=True)},
-                            "nearest_real": run.manifold.real_path(int(nn[j])), "nn_sqdist": float(d2[j])})
+            rec = {"path": path, "predicted": classes[k], "probability": float(probs[j, k]),
+                   "probabilities": {c: float(v) for c, v in zip(classes, probs[j], strict=True)},
+                   "nearest_real": run.manifold.real_path(int(nn[j])), "nn_sqdist": float(d2[j])}
+            if open_set is not None:
+                cls, unknown, ratio = open_set
+                rec.update({"predicted": "unknown" if unknown[j] else str(cls[j]), "nearest_known": str(cls[j]),
+                            "unknown_score": float(ratio[j]), "reject_score": reject_score})
+            records.append(rec)
     return {"run": str(run_dir), "target": run.config.target, "space": run.config.space,
             "predictions": records, "skipped": [{"path": p, "reason": r} for p, r in skipped + bad],
             "warnings": [{"path": p, "reason": r} for p, r in notes]}
