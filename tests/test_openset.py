@@ -32,6 +32,8 @@ def test_auroc_and_tnr_against_brute_force() -> None:
     pairs = (u[None, :] > k[:, None]).mean() + 0.5 * (u[None, :] == k[:, None]).mean()
     assert O.auroc(k, u) == pytest.approx(pairs)
     assert O.tnr_at_tpr(k, u) == pytest.approx(np.mean(u > np.quantile(k, 0.95)))
+    tpr = np.asarray(O.roc_tpr(k, u))  # the sampled ROC curve encloses the AUROC
+    assert np.all(np.diff(tpr) >= 0) and np.trapezoid(tpr, O.ROC_GRID) == pytest.approx(O.auroc(k, u), abs=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,9 @@ def test_openset_cli_writes_rows_and_report(folders, tmp_path) -> None:
     assert {("manifpt/msp", "auroc"), ("manifpt/mahalanobis", "oscr"), ("manifpt/manifold", "tnr95"),
             ("manifpt", "closed_accuracy"), ("manifpt", "enrol_k10_new")} <= metrics
     assert all(x["n_seeds"] == 2 for x in rows if x["metric"] == "auroc")
-    assert "OSCR" in (tmp_path / "o" / "report.md").read_text()
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "OSCR" in md and "roc.png" in md
+    assert (tmp_path / "o" / "roc.png").stat().st_size > 1000
     r = CliRunner().invoke(app, [*args, "--unknown", "m_nope"])
     assert r.exit_code != 0 and "not found: m_nope" in r.output and "Traceback" not in r.output
 

@@ -124,3 +124,20 @@ def zoo_sheet(gen_dir: str | Path, out: str | Path, per_model: int = 16, real_di
         ax.imshow(canvas, cmap="gray" if canvas.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=7)
     return save_figure(fig, out)
+
+
+def roc_figure(curves: dict[str, dict[str, list[float]]], grid: np.ndarray, path: str | Path) -> Path:
+    """One panel per method/space, one rejection ROC per unknown-score (mean TPR over seeds at ``grid``)."""
+    n = len(curves)
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (label, by_score) in zip(axes.ravel(), curves.items(), strict=False):
+        for score, tpr in by_score.items():
+            ax.plot(grid, tpr, label=score)
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+        ax.set(title=label, xlabel="known images rejected", ylabel="unknown images rejected", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return save_figure(fig, path)

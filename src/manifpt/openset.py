@@ -305,11 +305,23 @@ def held_out_split(y: np.ndarray, unknown: list[str], seed: int,
     return {**{k: known[v] for k, v in sp.items()}, "unknown": np.flatnonzero(np.isin(y, unknown))}
 
 
+#: false-positive rates at which ``roc_tpr`` samples a ROC curve (for figures averaged over seeds)
+ROC_GRID = np.linspace(0, 1, 101)
+
+
+def roc_tpr(known: np.ndarray, unknown: np.ndarray) -> list[float]:
+    """Rejection ROC (unknown images rejected vs known images rejected) at ``ROC_GRID``."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(known)), np.ones(len(unknown))], np.r_[known, unknown])
+    return np.interp(ROC_GRID, fpr, tpr).round(4).tolist()
+
+
 def open_set_metrics(known_correct: np.ndarray, known: dict[str, np.ndarray],
-                     unknown: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """score → {auroc, oscr, tnr95} from the known test images' and the unknown images' scores."""
+                     unknown: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """score → {auroc, oscr, tnr95, roc} from the known test images' and the unknown images' scores."""
     return {s: {"auroc": auroc(known[s], unknown[s]), "oscr": oscr(known_correct, known[s], unknown[s]),
-                "tnr95": tnr_at_tpr(known[s], unknown[s])} for s in known}
+                "tnr95": tnr_at_tpr(known[s], unknown[s]), "roc": roc_tpr(known[s], unknown[s])} for s in known}
 
 
 def evaluate_openset(X: np.ndarray, y: np.ndarray, unknown: list[str], seed: int, make: Any,

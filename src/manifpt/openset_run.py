@@ -18,15 +18,17 @@ from .attribute.config import AttributorConfig
 from .cache import write_json
 from .errors import UsageError
 from .evaluate import row
+from .figures import roc_figure
 from .metrics import mean_std
-from .openset import DISCOVERY_SCORE, evaluate_openset, held_out_split, open_set_metrics
+from .openset import DISCOVERY_SCORE, ROC_GRID, evaluate_openset, held_out_split, open_set_metrics
 from .report import Section, fmt_pm, write_report
 from .splits import subsample
 
 
-def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str,
-              title: str) -> tuple[list[dict[str, Any]], list[Section]]:
-    """Per-seed results by (method, space) → (rows, report sections)."""
+def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str, title: str,
+              out: Path | None = None, figure: str = "roc.png") -> tuple[list[dict[str, Any]], list[Section]]:
+    """Per-seed results by (method, space) → (rows, report sections; with ``out``, the ROC figure
+    ``figure`` written there, the report's folder)."""
     rows: list[dict[str, Any]] = []
     body, enrol_body, disc_body = [], [], []
     for (method_name, space), per_seed in res.items():
@@ -62,8 +64,14 @@ def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str,
                               f"{np.mean([d['clusters'] for d in disc]):.1f}",
                               f"{np.mean([d['sources'] for d in disc]):.1f}",
                               f"{np.mean([d['rejected'] for d in disc]):.0f}"])
+    figures = []
+    if out is not None:
+        curves = {(f"ManiFPT-{sp.upper()}" if m == "manifpt" else m): {
+            score: np.mean([r["scores"][score]["roc"] for r in per_seed], axis=0).tolist()
+            for score in per_seed[0]["scores"]} for (m, sp), per_seed in res.items()}
+        figures = [roc_figure(curves, ROC_GRID, Path(out) / figure).name]
     return rows, [
-        Section(f"Open-set attribution on {title}", tables=[(
+        Section(f"Open-set attribution on {title}", figures=figures, tables=[(
             ["method", "unknown-score", "closed-set acc (%)", "AUROC (%)", "OSCR (%)", "TNR@95 (%)"], body)],
             text="Scores are oriented so that higher means 'unseen source'. AUROC, OSCR (Dhamija et al. 2018) and "
                  "TNR@95 (unknown images rejected at the threshold that accepts 95 % of known ones) compare the "
@@ -112,9 +120,9 @@ def run_openset(real: str | Path, generated: str | Path, unknown: list[str], out
         method, *_ = manifpt_method(real_set, gen, keep, space, attributor, per_space_arch=True, size=size,
                                     show_progress=show_progress)
         res[("manifpt", space)] = [evaluate_openset(method.X, y_all[keep], unknown, s, method.make) for s in seeds]
-    rows, sections = summarise(res, "openset", f"{Path(generated).name}: held out {', '.join(unknown)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    rows, sections = summarise(res, "openset", f"{Path(generated).name}: held out {', '.join(unknown)}", out)
     write_json(out / "results.json", rows)
     write_json(out / "per_seed.json", {f"{m}:{s}": v for (m, s), v in res.items()})
     write_report(out, "manifpt openset", sections)

@@ -370,8 +370,8 @@ def openset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
         for b in ctx.baselines():
             res[(b, "image")] = [baseline_openset(b, ctx.cfg.baseline_options.get(b, {}), images, y, unknown[s], s)
                                  for s in ctx.cfg.seeds]
-        r, secs = summarise(res, task, f"{name}: {n_out} held-out sources ("
-                            + "; ".join(f"seed {s}: {', '.join(u)}" for s, u in unknown.items()) + ")")
+        held = "; ".join(f"seed {s}: {', '.join(u)}" for s, u in unknown.items())
+        r, secs = summarise(res, task, f"{name}: {n_out} held-out sources ({held})", out, f"roc-{name}.png")
         rows += r
         sections += secs
     return rows, sections
