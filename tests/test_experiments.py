@@ -30,7 +30,7 @@ def test_every_study_writes_results_and_reports(exp) -> None:
         assert (exp / name / "report.md").exists() and (exp / name / "report.html").exists(), name
         assert (exp / name / "results.json").exists(), name
     tasks = {r["task"].split(":")[0] for r in rows}
-    assert {"model-type", "train-data", "layer-type", "theory", "density", "projection"} <= tasks
+    assert {"model-type", "train-data", "layer-type", "theory", "density", "projection", "openset"} <= tasks
     meta = json.loads((exp / "run.json").read_text())
     assert meta["total_seconds"] > 0 and set(meta["seconds"]) == set(ORDER)
     assert (exp / "figures" / "figures" / "tsne.png").exists()

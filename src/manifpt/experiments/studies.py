@@ -357,6 +357,9 @@ def openset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
         keep = subsample(y_all, ctx.cfg.max_per_class)
         y = y_all[keep]
         n_out = min(3, len(p.main_models) - 2)
+        if n_out < 1:
+            sections.append(Section(f"Open-set attribution on {name}", text="Needs at least three models."))
+            continue
         unknown = {s: sorted(np.random.default_rng(s).choice(p.main_models, n_out, replace=False).tolist())
                    for s in ctx.cfg.seeds}
         res: dict[tuple[str, str], list[dict[str, Any]]] = {}
