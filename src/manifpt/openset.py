@@ -200,11 +200,10 @@ class OpenSetScorer:
         return self.thresholds
 
     def predict(self, X: np.ndarray, score: str = "msp") -> np.ndarray:
-        """The attributor's class, or ``"unknown"`` where ``score`` exceeds its calibrated threshold."""
-        if score not in self.thresholds:
-            raise ValueError(f"score '{score}' is not calibrated (call calibrate; scores: {', '.join(SCORES)})")
-        pred = np.asarray(self.attributor.predict(X)).astype(object)
-        pred[self.scores(X)[score] > self.thresholds[score]] = "unknown"
+        """``predict_open``'s class, or ``"unknown"`` where ``score`` exceeds its calibrated threshold."""
+        cls, unknown, _ = self.predict_open(X, score)
+        pred = np.asarray(cls).astype(object)
+        pred[unknown] = "unknown"
         return pred
 
 
