@@ -37,7 +37,7 @@ import numpy as np
 import ray
 
 from .data import ImageSource
-from .executor import Embedded, embed_chunk
+from .executor import Embedded, LocalExecutor, embed_chunk
 from .progress import progress
 from .search import ExactKNN, SearchStats
 
@@ -206,7 +206,7 @@ class RayExecutor:
         if self.ddp_workers > 1:
             # the fits are data-parallel themselves (a Ray Train worker group over the GPUs); as tasks
             # too they would nest a worker group inside a task that holds GPUs it needs
-            return [fn(shared, item) for item in progress(items, desc=desc, disable=not desc)]
+            return LocalExecutor().map(fn, items, shared, desc)
         task = ray.remote(_call).options(num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.max_retries)
         ref = ray.put(shared)
         futures = [task.remote(fn, ref, item, self.threads) for item in items]
