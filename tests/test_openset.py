@@ -78,14 +78,44 @@ def test_a_random_held_out_group_is_not_told_apart(planted) -> None:
 def test_enrolling_a_planted_source_from_ten_images(planted) -> None:
     X, y = planted
     scorer, te, unk = _held_out(X, y, KINDS[0])
-    att = scorer.attributor
-    seen = np.setdiff1d(np.flatnonzero(y != KINDS[0]), te)  # the known sources' images, test split aside
-    classes, means = O.class_means(att.transform(X[seen]), y[seen])
-    classes, means = O.enroll(classes, means, "new", att.transform(X[unk[:10]]))
-    assert (O.nearest_mean(classes, means, att.transform(X[unk[10:]])) == "new").mean() >= 0.9
-    assert (O.nearest_mean(classes, means, att.transform(X[te])) == y[te]).mean() >= 0.9
+    new = scorer.with_source("new", X[unk[:10]])
+    assert scorer.enrolled_ == [] and new.enrolled_ == ["new"]  # the copy is enrolled, the original is not
+    assert (new.classify(X[unk[10:]]) == "new").mean() >= 0.9
+    assert (new.classify(X[te]) == y[te]).mean() >= 0.9
     with pytest.raises(ValueError, match="exists"):
-        O.enroll(classes, means, "new", att.transform(X[unk[:2]]))
+        new.enroll("new", X[unk[:2]])
+
+
+def test_protocols_hold_out_one_factor_value_or_a_seeded_draw() -> None:
+    factors = {"gan_a": {"family": "gan", "train_data": "real"}, "gan_b": {"family": "gan", "train_data": "real"},
+               "gan_c": {"family": "gan", "train_data": "real"}, "vae_a": {"family": "vae", "train_data": "real"},
+               "vae_b": {"family": "vae", "train_data": "real"}, "flow": {"family": "flow", "train_data": "real"},
+               "gan_a__h1": {"family": "gan", "train_data": "h1"}, "gan_a__h2": {"family": "gan", "train_data": "h2"}}
+    main = [m for m in factors if "__" not in m]
+    fam = O.protocol_splits("unseen-family", factors, [0, 1, 2], main=main)
+    # the most common value (gan) is never held out; vae (2 sources) first, then flow; cycled
+    assert [u for _, u in fam.values()] == [["vae_a", "vae_b"], ["flow"], ["vae_a", "vae_b"]]
+    assert fam[1][0] == ["gan_a", "gan_b", "gan_c", "vae_a", "vae_b"]  # the main sources, the copies aside
+    data = O.protocol_splits("unseen-train_data", factors, [0, 1], main=main)
+    # train_data does not vary among the main sources: the copies join the population
+    assert data[0] == (["flow", "gan_a", "gan_a__h2", "gan_b", "gan_c", "vae_a", "vae_b"], ["gan_a__h1"])
+    assert data[1][1] == ["gan_a__h2"] and "gan_a__h1" in data[1][0]
+    rnd = O.protocol_splits("random", factors, [0, 1], main=main)
+    for known, unknown in rnd.values():
+        assert len(unknown) == 3 and sorted(known + unknown) == sorted(main)
+    assert rnd == O.protocol_splits("random", factors, [0, 1], main=main)  # seeded
+    with pytest.raises(O.UsageError, match="no value of 'loss'"):
+        O.protocol_splits("unseen-loss", factors, [0])
+    with pytest.raises(O.UsageError, match="unknown open-set protocol"):
+        O.protocol_splits("leave-one-out", factors, [0])
+
+
+def test_held_out_split_leaves_sources_of_neither_side_out() -> None:
+    y = np.repeat(["a", "b", "c", "d"], 20)
+    sp = O.held_out_split(y, ["c"], seed=0, known=["a", "b"])
+    assert set(y[sp["unknown"]]) == {"c"}
+    inside = np.concatenate([sp[k] for k in ("train", "val", "test")])
+    assert set(y[inside]) == {"a", "b"} and len(np.unique(inside)) == 40
 
 
 def test_discovery_finds_the_number_of_sources() -> None:

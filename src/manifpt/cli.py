@@ -400,8 +400,12 @@ def openset(
     ctx: typer.Context,
     real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
     generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
-    unknown: Annotated[str, typer.Option(help="Models held out of training (comma list): the unseen sources.")],
     out: Annotated[Path, typer.Option(help="Output directory.")],
+    unknown: Annotated[str | None, typer.Option(help="Models held out of training (comma list): the unseen "
+                                                     "sources, the same every seed.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Or a protocol: random (3 sources drawn per seed), "
+                                                      "unseen-<factor> (every source with one value of a "
+                                                      "models.yaml factor, e.g. unseen-family).")] = None,
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
     config: ConfigOpt = None,
@@ -415,11 +419,13 @@ def openset(
     from .openset_run import run_openset
 
     settings = merge_settings(ctx, config, {}, attributor or {})
-    rows = run_openset(real, generated, [m.strip() for m in unknown.split(",") if m.strip()], out,
+    held = None if unknown is None else [m.strip() for m in unknown.split(",") if m.strip()]
+    rows = run_openset(real, generated, out, unknown=held, protocol=protocol,
                        spaces=[s.strip() for s in spaces.split(",") if s.strip()], seeds=list(range(seeds)),
                        attributor=AttributorConfig(**settings.get("attributor", {})), max_per_class=max_per_class,
                        size=size, show_progress=not quiet)
-    print_rows([r for r in rows if r["metric"] in ("auroc", "closed_accuracy")], f"{out}: open set, held out {unknown}")
+    print_rows([r for r in rows if r["metric"] in ("auroc", "closed_accuracy")],
+               f"{out}: open set, held out {unknown or protocol}")
     console.print(f"report: {out / 'report.html'}")
 
 

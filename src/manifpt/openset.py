@@ -19,13 +19,18 @@ the correct-classification rate of known images against the false-positive rate 
 as the acceptance threshold sweeps; ties between known and unknown confidences give the diagonal
 segment, i.e. their expected area in random order).
 
-``enroll`` adds a source from k images without retraining: nearest class mean on L2-normalised
-penultimate features (as Marra19's exemplar classifier). ``discover`` clusters images (k-means, the
-number of sources chosen by silhouette) and scores the clusters against true sources.
+``OpenSetScorer.enroll`` adds a source from k images without retraining: nearest class mean on
+L2-normalised penultimate features (as Marra19's exemplar classifier). ``discover`` clusters images
+(k-means, the number of sources chosen by silhouette) and scores the clusters against true sources.
+
+Protocols (``protocol_splits``): ``random`` holds a seeded draw of sources out; ``unseen-<factor>``
+(POSE-style, CVPR 2023) holds out every source with one value of a models.yaml factor — an unseen
+family (architecture), upsampling, loss, or training set (``unseen-train_data``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +45,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, r
 from sklearn.neighbors import NearestNeighbors
 
 from .cache import write_json
-from .errors import DataError
+from .errors import DataError, UsageError
 
 SCORES = ("msp", "energy", "knn", "mahalanobis", "manifold")
 FORMAT = "manifpt-openset/1"
@@ -114,28 +119,35 @@ class OpenSetScorer:
         if name in self.classes_ or name in self.enrolled_:
             raise ValueError(f"a class named '{name}' exists already")
         u = _unit(np.asarray(self.attributor.transform(X_new), np.float64))
-        self.enrolled_.append(name)
+        self.enrolled_ = [*self.enrolled_, name]  # new objects, never in place: ``with_source`` copies shallowly
         code = len(self.classes_) + len(self.enrolled_) - 1
         self.train_unit_ = np.vstack([self.train_unit_, u])
         self.train_codes_ = np.r_[self.train_codes_, np.full(len(u), code, np.int64)]
         self._index()
 
-    def predict_open(self, X: np.ndarray, score: str = "knn") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class of each artifact, whether it is rejected as unknown, its score ÷ the threshold).
+    def with_source(self, name: str, X_new: np.ndarray) -> OpenSetScorer:
+        """A copy of this scorer with ``name`` enrolled (this one unchanged; the attributor is shared)."""
+        other = copy.copy(self)
+        other.enroll(name, X_new)
+        return other
 
-        The class is the attributor's, or the nearest class mean over known and enrolled sources once a
-        source is enrolled; it is reported for rejected images too (the nearest known source)."""
+    def classify(self, X: np.ndarray) -> np.ndarray:
+        """The attributor's class, or, once a source is enrolled, the nearest class mean (unit-normalised
+        features) over the known and enrolled sources."""
+        if not self.enrolled_:
+            return np.asarray(self.attributor.predict(X))
+        names = [*self.classes_, *self.enrolled_]
+        means = _unit(np.stack([self.train_unit_[self.train_codes_ == c].mean(0) for c in range(len(names))]))
+        return nearest_mean(names, means, self.attributor.transform(X))
+
+    def predict_open(self, X: np.ndarray, score: str = "knn") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(``classify``'s class of each artifact, whether it is rejected as unknown, its score ÷ the
+        threshold); the class is reported for rejected images too (the nearest known source)."""
         if score not in self.thresholds:
             raise ValueError(f"score '{score}' is not calibrated (call calibrate; scores: {', '.join(SCORES)})")
         s = self.scores(X)[score]
-        if self.enrolled_:
-            names = [*self.classes_, *self.enrolled_]
-            means = _unit(np.stack([self.train_unit_[self.train_codes_ == c].mean(0) for c in range(len(names))]))
-            pred = nearest_mean(names, means, self.attributor.transform(X))
-        else:
-            pred = np.asarray(self.attributor.predict(X))
         thr = self.thresholds[score]
-        return pred, s > thr, s / thr if thr > 0 else s
+        return self.classify(X), s > thr, s / thr if thr > 0 else s
 
     def save(self, directory: str | Path) -> None:
         """``openset.safetensors`` + ``openset.json`` next to the attributor (no pickle)."""
@@ -243,21 +255,6 @@ def oscr(known_correct: np.ndarray, known_score: np.ndarray, unknown_score: np.n
 # --------------------------------------------------------------------------- enrolment, discovery
 
 
-def class_means(features: np.ndarray, labels: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """(classes, unit-norm means of the unit-normalised features), classes sorted."""
-    labels = np.asarray(labels).astype(str)
-    classes = sorted(set(labels.tolist()))
-    u = _unit(features)
-    return classes, _unit(np.stack([u[labels == c].mean(0) for c in classes]))
-
-
-def enroll(classes: list[str], means: np.ndarray, name: str, features: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Add source ``name`` from the features of its k images (no retraining): one more class mean."""
-    if name in classes:
-        raise ValueError(f"a class named '{name}' exists already")
-    return [*classes, name], np.vstack([means, _unit(_unit(features).mean(0, keepdims=True))])
-
-
 def nearest_mean(classes: list[str], means: np.ndarray, features: np.ndarray) -> np.ndarray:
     """The class whose (unit) mean is closest to each unit-normalised feature."""
     return np.asarray(classes)[(_unit(features) @ means.T).argmax(1)]
@@ -292,14 +289,58 @@ def cluster_scores(truth: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
 DISCOVERY_SCORE = "mahalanobis"
 
 
+def protocol_splits(protocol: str, factors: dict[str, dict[str, str]], seeds: list[int],
+                    main: list[str] | None = None, n_unknown: int = 3) -> dict[int, tuple[list[str], list[str]]]:
+    """seed → (known sources, held-out sources) of a leave-sources-out protocol.
+
+    ``random``: ``n_unknown`` of the ``main`` sources (default: all), a seeded draw per seed; the other
+    main sources are known. ``unseen-<factor>``: every source with one value of that models.yaml
+    factor is held out, the other sources of the population are known; the value cycles over the
+    eligible ones with the seeds (most sources first, then by name). Eligible: not ``n/a``, not the
+    most common value (the reference design every variant departs from), and leaving two known
+    sources. The population is ``main``, or every source where the factor does not vary among the
+    main ones (train-data copies: ``unseen-train_data``)."""
+    main = sorted(main or factors)
+    if protocol == "random":
+        n = min(n_unknown, len(main) - 2)
+        if n < 1:
+            raise UsageError(f"protocol random needs at least three sources (have {len(main)})")
+        out = {}
+        for s in seeds:
+            unknown = sorted(np.random.default_rng(s).choice(main, n, replace=False).tolist())
+            out[s] = ([m for m in main if m not in unknown], unknown)
+        return out
+    if not protocol.startswith("unseen-"):
+        raise UsageError(f"unknown open-set protocol '{protocol}' (random, or unseen-<factor>)")
+    factor = protocol.removeprefix("unseen-")
+    value = {m: str(f[factor]) for m, f in factors.items() if factor in f}
+    pop = [m for m in main if m in value]
+    if len({value[m] for m in pop}) < 2:
+        pop = sorted(value)
+    counts: dict[str, int] = {}
+    for m in pop:
+        counts[value[m]] = counts.get(value[m], 0) + 1
+    ranked = sorted(counts, key=lambda v: (-counts[v], v))
+    eligible = [v for v in ranked[1:] if v != "n/a" and len(pop) - counts[v] >= 2]
+    if not eligible:
+        raise UsageError(f"protocol {protocol}: no value of '{factor}' can be held out "
+                         f"(values: {', '.join(f'{v} ×{counts[v]}' for v in ranked) or 'none'})")
+    out = {}
+    for i, s in enumerate(seeds):
+        v = eligible[i % len(eligible)]
+        out[s] = ([m for m in pop if value[m] != v], [m for m in pop if value[m] == v])
+    return out
+
+
 def held_out_split(y: np.ndarray, unknown: list[str], seed: int,
-                   fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
-    """Known sources split train/val/test (stratified, seeded); every image of an ``unknown`` source
-    in ``"unknown"``."""
+                   fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                   known: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``known`` sources (default: every source not ``unknown``) split train/val/test (stratified,
+    seeded); every image of an ``unknown`` source in ``"unknown"``; images of neither are left out."""
     from .splits import stratified_split
 
     y = np.asarray(y).astype(str)
-    known = np.flatnonzero(~np.isin(y, unknown))
+    known = np.flatnonzero(np.isin(y, known) if known is not None else ~np.isin(y, unknown))
     sp = stratified_split(y[known], fractions, seed)
     return {**{k: known[v] for k, v in sp.items()}, "unknown": np.flatnonzero(np.isin(y, unknown))}
 
@@ -324,14 +365,15 @@ def open_set_metrics(known_correct: np.ndarray, known: dict[str, np.ndarray],
 
 
 def evaluate_openset(X: np.ndarray, y: np.ndarray, unknown: list[str], seed: int, make: Any,
-                     ks: tuple[int, ...] = (1, 5, 10, 50)) -> dict[str, Any]:
+                     ks: tuple[int, ...] = (1, 5, 10, 50), known: list[str] | None = None) -> dict[str, Any]:
     """One seed of the leave-sources-out protocol on artifacts ``X``: an attributor (``make(seed)``)
-    trained on the known sources; every score's AUROC / OSCR / TNR95 (known test split vs every
-    image of the unknown sources), closed-set accuracy, the enrolment curve (each unknown source
-    enrolled from k of its images, accuracy on the rest of them and on the known test split), and
+    trained on the ``known`` sources (default: all but ``unknown``); every score's AUROC / OSCR /
+    TNR95 (known test split vs every image of the unknown sources), closed-set accuracy, the
+    enrolment curve (each unknown source enrolled from k of its images with
+    ``OpenSetScorer.with_source``, accuracy on the rest of them and on the known test split), and
     discovery (clusters of the images that ``DISCOVERY_SCORE`` rejects, against their true sources)."""
     y = np.asarray(y).astype(str)
-    sp = held_out_split(y, unknown, seed)
+    sp = held_out_split(y, unknown, seed, known=known)
     tr, va, te, un = sp["train"], sp["val"], sp["test"], sp["unknown"]
     att = make(seed).fit(X[tr], y[tr], X[va], y[va])
     scorer = OpenSetScorer(att).fit(X[tr], y[tr])
@@ -340,22 +382,19 @@ def evaluate_openset(X: np.ndarray, y: np.ndarray, unknown: list[str], seed: int
     correct = np.asarray(att.predict(X[te])) == y[te]
     out: dict[str, Any] = {"closed_accuracy": float(correct.mean()),
                            "scores": open_set_metrics(correct, k_scores, u_scores)}
-    feats = {"train": att.transform(X[tr]), "test": att.transform(X[te]), "unknown": att.transform(X[un])}
-    classes, means = class_means(feats["train"], y[tr])
     rng = np.random.default_rng(seed)
     curve: dict[int, dict[str, list[float]]] = {k: {"new": [], "known": []} for k in ks}
     for m in unknown:
-        rows = np.flatnonzero(y[un] == m)
-        order = rng.permutation(rows)
+        order = rng.permutation(un[y[un] == m])
         for k in ks:
             if k >= len(order):
                 continue
-            cls, mu = enroll(classes, means, f"new:{m}", feats["unknown"][order[:k]])
-            curve[k]["new"].append(float((nearest_mean(cls, mu, feats["unknown"][order[k:]]) == f"new:{m}").mean()))
-            curve[k]["known"].append(float((nearest_mean(cls, mu, feats["test"]) == y[te]).mean()))
+            s = scorer.with_source(f"new:{m}", X[order[:k]])
+            curve[k]["new"].append(float((s.classify(X[order[k:]]) == f"new:{m}").mean()))
+            curve[k]["known"].append(float((s.classify(X[te]) == y[te]).mean()))
     out["enrolment"] = {k: {part: float(np.mean(v)) for part, v in c.items()} for k, c in curve.items() if c["new"]}
     rejected = np.r_[k_scores[DISCOVERY_SCORE], u_scores[DISCOVERY_SCORE]] > scorer.thresholds[DISCOVERY_SCORE]
-    pool_f = np.vstack([feats["test"], feats["unknown"]])[rejected]
+    pool_f = att.transform(np.concatenate([X[te], X[un]])[rejected])
     pool_y = np.r_[y[te], y[un]][rejected]
     if len(pool_y) >= 6:
         clusters, n_found = discover(pool_f, seed=seed, max_clusters=max(2, 2 * len(unknown)))

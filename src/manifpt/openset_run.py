@@ -1,7 +1,7 @@
 """`manifpt openset`: the leave-sources-out protocol on two folders, and the tables it reports.
 
 ``run_openset`` scans the folders, computes (or reuses) the artifacts of every space, and runs
-``openset.evaluate_openset`` per seed with the given held-out sources; ``summarise`` turns the
+``openset.evaluate_openset`` per seed with the given held-out sources or protocol; ``summarise`` turns the
 per-seed results into results.json rows (``method`` ``manifpt/<score>`` or ``<baseline>/msp``,
 ``metric`` ``auroc | oscr | tnr95``; ``closed_accuracy``; ``enrol_k<k>_new | _known``;
 ``discovery_nmi | _ari | _purity``) and report sections. The ``openset`` experiment study uses both.
@@ -20,7 +20,7 @@ from .errors import UsageError
 from .evaluate import row
 from .figures import roc_figure
 from .metrics import mean_std
-from .openset import DISCOVERY_SCORE, ROC_GRID, evaluate_openset, held_out_split, open_set_metrics
+from .openset import DISCOVERY_SCORE, ROC_GRID, evaluate_openset, held_out_split, open_set_metrics, protocol_splits
 from .report import Section, fmt_pm, write_report
 from .splits import subsample
 
@@ -83,12 +83,15 @@ def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str, title
 
 
 def baseline_openset(name: str, options: dict[str, Any], images: np.ndarray, y: np.ndarray, unknown: list[str],
-                     seed: int) -> dict[str, Any]:
+                     seed: int, known: list[str] | None = None) -> dict[str, Any]:
     """A baseline trained on the known sources (its own validation carve-out), scored by its maximum
-    softmax probability: the same split and metrics as ``evaluate_openset``."""
+    softmax probability: the same split and metrics as ``evaluate_openset``. Only the softmax score,
+    because it is the one every baseline has (the others need penultimate features or logits, which
+    several baselines, e.g. the nearest-mean Marra19 or the feature + logistic-regression ones, do
+    not define the same way)."""
     from .baselines import get_baseline
 
-    sp = held_out_split(y, unknown, seed)
+    sp = held_out_split(y, unknown, seed, known=known)
     fit_idx = np.sort(np.r_[sp["train"], sp["val"]])
     clf = get_baseline(name, seed=seed, **options).fit(images[fit_idx], y[fit_idx])
     pk, pu = clf.predict_proba(images[sp["test"]]), clf.predict_proba(images[sp["unknown"]])
@@ -97,32 +100,46 @@ def baseline_openset(name: str, options: dict[str, Any], images: np.ndarray, y: 
             "scores": open_set_metrics(correct, {"msp": 1 - pk.max(1)}, {"msp": 1 - pu.max(1)})}
 
 
-def run_openset(real: str | Path, generated: str | Path, unknown: list[str], out: str | Path, *,
-                spaces: list[str], seeds: list[int], attributor: AttributorConfig,
+def describe(splits: dict[int, tuple[list[str], list[str]]]) -> str:
+    """'seed 0: a, b; seed 1: c' — the held-out sources of each seed."""
+    return "; ".join(f"seed {s}: {', '.join(u)}" for s, (_, u) in splits.items())
+
+
+def run_openset(real: str | Path, generated: str | Path, out: str | Path, *, unknown: list[str] | None = None,
+                protocol: str | None = None, spaces: list[str], seeds: list[int], attributor: AttributorConfig,
                 max_per_class: int | None = None, size: int | None = None,
                 show_progress: bool = True) -> list[dict[str, Any]]:
-    """Hold ``unknown`` sources out of training; write results.json and report.md/html under ``out``."""
+    """Hold the ``unknown`` sources out of training (every seed), or those of a ``protocol``
+    (``openset.protocol_splits``); write results.json, per_seed.json and report.md/html under ``out``."""
     from .pipeline import check_names, check_paths, manifpt_method, open_sets
 
+    if (unknown is None) == (protocol is None):
+        raise UsageError("give either --unknown m1,m2,... or --protocol (random, unseen-<factor>)")
     check_paths(real, generated, out)
     check_names(spaces)
     real_set, gen = open_sets(real, generated, size, show_progress)
-    missing = sorted(set(unknown) - set(gen.model_names))
-    if missing or not unknown:
-        raise UsageError(f"--unknown must name models of {generated} (not found: "
-                         f"{', '.join(missing) or 'none given'}; models: {', '.join(gen.model_names)})")
-    if len(set(gen.model_names) - set(unknown)) < 2:
-        raise UsageError("at least two known models must remain after holding out --unknown")
+    if unknown is not None:
+        missing = sorted(set(unknown) - set(gen.model_names))
+        if missing or not unknown:
+            raise UsageError(f"--unknown must name models of {generated} (not found: "
+                             f"{', '.join(missing) or 'none given'}; models: {', '.join(gen.model_names)})")
+        known = sorted(set(gen.model_names) - set(unknown))
+        if len(known) < 2:
+            raise UsageError("at least two known models must remain after holding out --unknown")
+        splits = {s: (known, sorted(unknown)) for s in seeds}
+    else:
+        splits = protocol_splits(str(protocol), {m: gen.factors.get(m, {}) for m in gen.model_names}, seeds)
     y_all = np.asarray(gen.labels("model"))
     keep = subsample(y_all, max_per_class)
     res = {}
     for space in spaces:
         method, *_ = manifpt_method(real_set, gen, keep, space, attributor, per_space_arch=True, size=size,
                                     show_progress=show_progress)
-        res[("manifpt", space)] = [evaluate_openset(method.X, y_all[keep], unknown, s, method.make) for s in seeds]
+        res[("manifpt", space)] = [evaluate_openset(method.X, y_all[keep], u, s, method.make, known=k)
+                                   for s, (k, u) in splits.items()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, sections = summarise(res, "openset", f"{Path(generated).name}: held out {', '.join(unknown)}", out)
+    rows, sections = summarise(res, "openset", f"{Path(generated).name}: held out {describe(splits)}", out)
     write_json(out / "results.json", rows)
     write_json(out / "per_seed.json", {f"{m}:{s}": v for (m, s), v in res.items()})
     write_report(out, "manifpt openset", sections)

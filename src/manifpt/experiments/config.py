@@ -44,6 +44,8 @@ class ExperimentConfig(BaseModel):
     theory_space: str = "sl"
     theory_k: int = 3
     tsne_per_class: int = 100
+    #: the open-set study's protocols (``manifpt.openset.protocol_splits``)
+    openset_protocols: list[str] = Field(default_factory=lambda: ["random", "unseen-family", "unseen-train_data"])
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:

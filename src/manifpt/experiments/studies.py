@@ -339,42 +339,51 @@ def projection(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
 
 @study("openset")
 def openset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
-    """Issue 19: hold three sources out (another three each seed); reject them (AUROC / OSCR / TNR95
-    of every score in every space, and the baselines' maximum softmax probability), enrol each from
-    k of its images, and cluster the rejected images."""
-    from ..openset import evaluate_openset
-    from ..openset_run import baseline_openset, summarise
+    """Issue 19: for each protocol of ``openset_protocols`` (random: three sources drawn per seed;
+    unseen-<factor>: every source with one value of a factor), train on the known sources, reject the
+    held-out ones (AUROC / OSCR / TNR95 of every score in every space, and the baselines' maximum
+    softmax probability), enrol each from k of its images, and cluster the rejected images."""
+    from ..errors import UsageError
+    from ..openset import evaluate_openset, protocol_splits
+    from ..openset_run import baseline_openset, describe, summarise
     from ..pipeline import manifpt_method
 
     rows: list[dict[str, Any]] = []
     sections = []
     for name in ctx.cfg.datasets:
         p = ctx.dataset(name)
-        task = f"openset:{name}"
+        splits = {}
+        for protocol in ctx.cfg.openset_protocols:
+            try:
+                splits[protocol] = protocol_splits(protocol, p.models, ctx.cfg.seeds, main=p.main_models)
+            except UsageError as e:
+                sections.append(Section(f"Open-set attribution on {name}, protocol {protocol}", text=str(e)))
+        used = sorted({m for sp in splits.values() for k, u in sp.values() for m in (*k, *u)})
+        if not used:
+            continue
         real_set, gen = ctx.sets(p.manifold, p.gen)
-        gen = gen.select_models(p.main_models)
+        gen = gen.select_models(used)
         y_all = np.asarray(gen.labels("model"))
         keep = subsample(y_all, ctx.cfg.max_per_class)
         y = y_all[keep]
-        n_out = min(3, len(p.main_models) - 2)
-        if n_out < 1:
-            sections.append(Section(f"Open-set attribution on {name}", text="Needs at least three models."))
-            continue
-        unknown = {s: sorted(np.random.default_rng(s).choice(p.main_models, n_out, replace=False).tolist())
-                   for s in ctx.cfg.seeds}
-        res: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        res: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {pr: {} for pr in splits}
         for space in ctx.cfg.spaces:
             method, *_ = manifpt_method(real_set, gen, keep, space, ctx.attributor(),
                                         space_options=ctx.cfg.space_options.get(space), per_space_arch=True,
                                         show_progress=ctx.show_progress)
-            res[("manifpt", space)] = [evaluate_openset(method.X, y, unknown[s], s, method.make)
-                                       for s in ctx.cfg.seeds]
+            for pr, sp in splits.items():
+                res[pr][("manifpt", space)] = [evaluate_openset(method.X, y, u, s, method.make, known=k)
+                                               for s, (k, u) in sp.items()]
         images = gen.images.load(keep) if ctx.baselines() else None
         for b in ctx.baselines():
-            res[(b, "image")] = [baseline_openset(b, ctx.cfg.baseline_options.get(b, {}), images, y, unknown[s], s)
-                                 for s in ctx.cfg.seeds]
-        held = "; ".join(f"seed {s}: {', '.join(u)}" for s, u in unknown.items())
-        r, secs = summarise(res, task, f"{name}: {n_out} held-out sources ({held})", out, f"roc-{name}.png")
-        rows += r
-        sections += secs
+            for pr, sp in splits.items():
+                res[pr][(b, "image")] = [baseline_openset(b, ctx.cfg.baseline_options.get(b, {}), images, y, u, s,
+                                                          known=k) for s, (k, u) in sp.items()]
+        for pr, sp in splits.items():
+            n_known = sorted({len(k) for k, _ in sp.values()})
+            title = (f"{name}, protocol {pr}: {'/'.join(map(str, n_known))} known sources, held out "
+                     f"{describe(sp)}")
+            r, secs = summarise(res[pr], f"openset:{name}:{pr}", title, out, f"roc-{name}-{pr}.png")
+            rows += r
+            sections += secs
     return rows, sections
