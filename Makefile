@@ -63,6 +63,7 @@ bench: $(EXTRAS) data-deps photo-deps
 	$(PY) benchmarks/refine_floor.py --out runs/bench/refine_floor.json
 	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
 	$(PY) benchmarks/ray_scale.py --out runs/bench/ray_scale.json
+	$(PY) benchmarks/predict_stream.py --out runs/bench/predict_stream.json
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

@@ -25,12 +25,13 @@ def exp(tmp_path_factory):
 def test_every_study_writes_results_and_reports(exp) -> None:
     keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}
     rows = json.loads((exp / "results.json").read_text())
-    assert rows and all(set(r) == keys for r in rows)
+    assert rows and all(keys <= set(r) <= keys | {"perturbation"} for r in rows)
     for name in ORDER:
         assert (exp / name / "report.md").exists() and (exp / name / "report.html").exists(), name
         assert (exp / name / "results.json").exists(), name
     tasks = {r["task"].split(":")[0] for r in rows}
-    assert {"model-type", "train-data", "layer-type", "theory", "density", "projection", "openset"} <= tasks
+    assert {"model-type", "train-data", "layer-type", "theory", "density", "projection", "openset",
+            "robustness"} <= tasks
     meta = json.loads((exp / "run.json").read_text())
     assert meta["total_seconds"] > 0 and set(meta["seconds"]) == set(ORDER)
     assert (exp / "figures" / "figures" / "tsne.png").exists()

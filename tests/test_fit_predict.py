@@ -121,3 +121,63 @@ def test_fit_config_file_and_attributor_flags(folders, tmp_path) -> None:
     r = runner.invoke(app, ["fit", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "b"),
                             "--config", str(tmp_path / "bad.yaml")])
     assert r.exit_code == 2 and "learning_rate" in r.output and "Traceback" not in r.output
+
+
+def test_predict_streams_to_csv_and_jsonl_batch_independent(run_dir: Path, folders, tmp_path: Path) -> None:
+    import csv
+
+    from manifpt.fit import predict_files
+
+    _, gen = folders
+    files = sorted((gen / "m_checker").glob("*.png"))[:13] + sorted((gen / "m_grid").glob("*.png"))[:12]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for f in files:
+        shutil.copy(f, inputs / f"{f.parent.name}-{f.name}")
+    (inputs / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    out = tmp_path / "preds.csv"
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(inputs), "--out", str(out), "--batch-size", "4",
+                            "--top-k", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "25 images attributed, 1 skipped" in " ".join(r.output.split())
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 26 and {x["status"] for x in rows} == {"ok", "skipped"}
+    bad = next(x for x in rows if x["status"] == "skipped")
+    assert bad["path"].endswith("zz-broken.png") and bad["reason"]
+    ok = {Path(x["path"]).name: x for x in rows if x["status"] == "ok"}
+    # batches of 4 give the in-memory predictions, image for image
+    ref = {Path(p["path"]).name: p for p in predict_files(run_dir, [str(inputs)])["predictions"]}
+    assert set(ok) == set(ref)
+    for name, x in ok.items():
+        assert x["predicted"] == ref[name]["predicted"] and x["top1"] in ref[name]["probabilities"]
+        assert float(x["p1"]) == pytest.approx(max(ref[name]["probabilities"].values()), abs=1e-5)
+        assert float(x["p1"]) >= float(x["p2"]) and x["nearest_real"] == ref[name]["nearest_real"]
+        assert x["unknown"] in ("0", "1")
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(inputs), "--out", str(tmp_path / "p.jsonl"),
+                            "--quiet"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").open()]
+    assert len(lines) == 26 and sum(x["status"] == "ok" for x in lines) == 25
+    r = runner.invoke(app, ["predict", "--model", str(run_dir), str(inputs), "--out", str(tmp_path / "p.txt")])
+    assert r.exit_code != 0 and ".csv or a .jsonl" in r.output
+
+
+def test_fit_report_has_the_audit(run_dir: Path) -> None:
+    audit = json.loads((run_dir / "audit.json").read_text())
+    assert audit["warning"] is None and {t["question"] for t in audit["tests"]} == {"real vs generated",
+                                                                                   "generated classes"}
+    assert "Shortcut audit" in (run_dir / "report.md").read_text()
+
+
+def test_fit_warns_when_the_real_set_is_jpeg(folders, tmp_path: Path) -> None:
+    real, gen = folders
+    jreal = tmp_path / "real-jpeg"
+    jreal.mkdir()
+    for f in sorted(real.glob("*.png"))[:300]:
+        Image.open(f).save(jreal / (f.stem + ".jpg"), quality=90)
+    r = runner.invoke(app, ["fit", "--real", str(jreal), "--generated", str(gen), "--out", str(tmp_path / "r"),
+                            "--seeds", "1", "--arch", "linear", "--epochs", "2", "--max-per-class", "30",
+                            "--no-tsne", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "warning: file metadata alone tells real from generated" in " ".join(r.output.split())
+    assert "**Warning:**" in (tmp_path / "r" / "report.md").read_text()

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -59,24 +59,30 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name, fsync, rename: readers see the old file or the new one.
-
-    A failed write (disk full, ...) removes its temporary file; one left by a killed process is
-    removed by ``remove_stale_temporaries``.
-    """
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """A file open for writing under a temporary name, fsynced and renamed to ``path`` only when the
+    block succeeds: readers see the old file or the whole new one, never a half-written one (a
+    stream of predictions as much as a small JSON). A failed block removes its temporary file; one
+    left by a killed process is removed by ``remove_stale_temporaries``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` with ``atomic_open``: readers see the old file or the new one."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -180,6 +180,32 @@ def _with_executor(command: Callable[..., Any], given: dict[str, Any], kwargs: d
 executor_options = flag_group(EXECUTOR_FLAGS, _with_executor)
 
 
+#: images in the wild (``manifpt.perturb``, ``robustness``, ``audit``, group-aware splits), on fit and compare
+WILD_FLAGS: dict[str, tuple[Any, Any]] = {
+    "perturb": (Annotated[list[str] | None, typer.Option(
+        help="Also test on perturbed copies of the test split (repeatable): jpeg:90,75,50 webp:80 resize:0.5 "
+             "blur:1 noise:2 crop:0.9. Rows carry a 'perturbation' field.")], None),
+    "augment": (Annotated[list[str] | None, typer.Option(
+        help="Train on augmented images (repeatable, same specs): half of them get one of these; methods are "
+             "named <name>+aug.")], None),
+    "group_by": (Annotated[str | None, typer.Option(
+        help="Group-aware split, every group on one side: a models.yaml column (e.g. model, with a factor "
+             "target) or re:PATTERN on file names (e.g. 're:^(\\d+)_' for a source-photo id).")], None),
+    "reencode": (Annotated[str | None, typer.Option(
+        help="Re-encode every image (real and generated) the same way first: jpeg:Q or webp:Q (format-matched; "
+             "see `manifpt audit`).")], None),
+    "audit": (Annotated[bool, typer.Option(help="Shortcut audit of the files' metadata in the report.")], True),
+}
+
+
+def _wild_settings(ctx: typer.Context, given: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """The wild flags as ``merge_settings`` options (lists default to none)."""
+    return {k: (k, ([] if v is None else list(v)) if k in ("perturb", "augment") else v) for k, v in given.items()}
+
+
+wild_options = flag_group(WILD_FLAGS, lambda command, given, kwargs: command(**kwargs, wild=given), drop="wild")
+
+
 @artifacts_app.callback(invoke_without_command=True)
 @executor_options
 def artifacts(
@@ -313,6 +339,7 @@ def merge_settings(ctx: typer.Context, config: Path | None, options: dict[str, t
 
 @app.command("fit")
 @attributor_options
+@wild_options
 @executor_options
 def fit(
     ctx: typer.Context,
@@ -332,6 +359,7 @@ def fit(
     projection_opt: Annotated[list[str] | None, typer.Option(help="Projection option key=value.")] = None,
     tsne: Annotated[bool, typer.Option(help="Draw t-SNE panels.")] = True,
     allow_overlap: Annotated[bool, typer.Option(help="Allow evaluated images that are in the real set.")] = False,
+    wild: dict[str, Any] | None = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Artifacts (cached) → one attributor per seed → accuracy, F1, FD ratio, NMI, report."""
@@ -341,7 +369,8 @@ def fit(
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
                "space_options": ("space_opt", parse_options(space_opt)), "tsne": ("tsne", tsne),
                "allow_overlap": ("allow_overlap", allow_overlap), "projection": ("projection", projection),
-               "projection_options": ("projection_opt", parse_options(projection_opt))}
+               "projection_options": ("projection_opt", parse_options(projection_opt)),
+               **_wild_settings(ctx, wild or {})}
     settings = merge_settings(ctx, config, options, attributor or {})
     cfg = FitConfig(**{**settings, "real": str(real), "generated": str(generated)})
     res = fit_run(cfg, out, show_progress=not quiet)
@@ -353,6 +382,7 @@ def fit(
 
 @app.command("compare")
 @attributor_options
+@wild_options
 @executor_options
 def compare(
     ctx: typer.Context,
@@ -369,6 +399,7 @@ def compare(
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
     attributor: dict[str, Any] | None = None,
+    wild: dict[str, Any] | None = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
@@ -380,7 +411,7 @@ def compare(
     options = {"target": ("target", target), "spaces": ("spaces", [s for s in spaces.split(",") if s]),
                "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
-               "projections": ("projection", projection.split(","))}
+               "projections": ("projection", projection.split(",")), **_wild_settings(ctx, wild or {})}
     cfg = CompareConfig(**{**merge_settings(ctx, config, options, attributor or {}), "real": str(real),
                            "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)
@@ -429,6 +460,33 @@ def openset(
     console.print(f"report: {out / 'report.html'}")
 
 
+@app.command("audit")
+def audit(
+    real: Annotated[Path, typer.Option(help="Folder of real images.")],
+    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/...")],
+    out: Annotated[Path | None, typer.Option(help="Write audit.json and audit.md here.")] = None,
+    max_per_group: Annotated[int, typer.Option(min=2, help="Files read per group (seeded draw).")] = 1000,
+) -> None:
+    """Shortcut audit: can real vs generated, or the generated classes, be told apart from file metadata alone?"""
+    from .audit import audit_folders, write_audit
+
+    result = audit_folders(real, generated, max_per_group=max_per_group)
+    (header, rows), (t_header, t_rows) = result.tables()
+    print_table(header, rows, f"{display(generated)} vs {display(real)}: file metadata", ("group",))
+    print_table(t_header, t_rows, "metadata-only classifiers (cross-validated)", ("question",))
+    if out is not None:
+        write_audit(result, out)
+        console.print(f"wrote {escape(display(out / 'audit.json'))} and audit.md")
+    for p, reason in result.errors[:10]:
+        console.print(f"[yellow]unreadable[/yellow] {escape(display(p))}: {escape(reason)}", soft_wrap=True)
+    if len(result.errors) > 10:
+        console.print(f"  ... and {len(result.errors) - 10} more")
+    if result.warning:
+        console.print(f"[bold yellow]warning[/bold yellow]: {escape(result.warning)}", soft_wrap=True)
+    else:
+        console.print("no shortcut found: the file metadata does not tell the classes apart")
+
+
 @app.command("predict")
 @executor_options
 def predict(
@@ -437,13 +495,27 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     reject_score: Annotated[str, typer.Option(help="Unknown-score that rejects unseen sources: msp, energy, knn, "
                                                    "mahalanobis, manifold.")] = "knn",
+    out: Annotated[Path | None, typer.Option(help="Stream predictions to this .csv or .jsonl (bounded memory, "
+                                                  "for 10^4+ images) instead of printing them.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="With --out: classes and probabilities per image.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="With --out: images decoded and attributed at once.")]
+    = 256,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Attribute images with a fitted run: class (or `unknown`), probabilities, nearest real image."""
-    from .fit import predict_files
+    from .fit import predict_files, predict_to_file
     from .openset import SCORES
 
     if reject_score not in SCORES:
         raise UsageError(f"unknown --reject-score '{reject_score}' (choose from: {', '.join(SCORES)})")
+    if out is not None:
+        s = predict_to_file(model, [str(p) for p in inputs], out, reject_score=reject_score, top_k=top_k,
+                            batch_size=batch_size, show_progress=not quiet)
+        console.print(f"{escape(display(out))}: {s['ok']} images attributed, {s['skipped']} skipped (listed with "
+                      f"their reason), {s['images_per_s']} images/s")
+        if s["skipped"] and not s["ok"]:
+            raise typer.Exit(1)
+        return
     res = predict_files(model, [str(p) for p in inputs], reject_score=reject_score)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -488,7 +560,7 @@ def enroll(
 @executor_options
 def experiment(
     names: Annotated[list[str], typer.Argument(help="model-type, train-data, layer-type, cross-dataset, figures, "
-                                                    "theory, density, projection, openset, or all.")],
+                                                    "theory, density, projection, openset, robustness, or all.")],
     config: Annotated[str, typer.Option(help="Preset (default, quick, tiny) or YAML file.")] = "default",
     quick: Annotated[bool, typer.Option(help="Shorthand for --config quick.")] = False,
     out: Annotated[Path, typer.Option(help="Results directory.")] = Path("runs/experiments"),

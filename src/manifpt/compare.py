@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ from pydantic import Field
 
 from .attribute.config import WithAttributor
 from .cache import write_json
-from .data import GeneratedSet, ImageSet
+from .data import GeneratedSet, ImageSet, check_reencode
 from .evaluate import SeedResult, artifact_structure_rows, evaluate, result_rows
-from .pipeline import check_labels, check_run, manifpt_method, open_sets
+from .perturb import parse_specs
+from .pipeline import check_labels, check_run, image_groups, manifpt_method, open_sets, shortcut_audit
 from .progress import STAGES
+from .robustness import identity, prepare, test_items
 from .spaces import list_spaces
 from .splits import subsample
 from .store import write_bad_files
@@ -49,6 +51,11 @@ class CompareConfig(WithAttributor):
     max_per_class: int | None = None
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     backend: str = "auto"
+    perturb: list[str] = Field(default_factory=list)  # specs tested on the test split, e.g. "jpeg:90,75,50"
+    augment: list[str] = Field(default_factory=list)  # specs trained with (every method becomes <name>+aug)
+    group_by: str | None = None  # group-aware split (``pipeline.image_groups``)
+    reencode: str | None = None  # every image re-encoded this way first, e.g. jpeg:90 (format-matched)
+    audit: bool = True  # the shortcut audit (``manifpt.audit``) in the report
 
 
 @dataclass
@@ -60,14 +67,22 @@ class BaselineMethod:
     make: Callable[[int], Any]
     space: str = "image"
     model: Any = None
-    _train: np.ndarray | None = None
+    X_fit: np.ndarray | None = None  # training images where they differ (augmented, ``robustness``)
+    perturbed: dict[str, tuple[np.ndarray, Any]] = field(default_factory=dict)
+
+    @property
+    def X(self) -> np.ndarray:
+        return self.images
 
     def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None:
         idx = np.sort(np.concatenate([train, val]))
-        self.model = self.make(seed).fit(self.images[idx], labels[idx])
+        self.model = self.make(seed).fit((self.images if self.X_fit is None else self.X_fit)[idx], labels[idx])
 
     def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        return self.model.predict_proba(self.images[idx]), [str(c) for c in self.model.classes_]
+        return self.predict_inputs(self.images[idx])
+
+    def predict_inputs(self, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return self.model.predict_proba(inputs), [str(c) for c in self.model.classes_]
 
     def features(self, idx: np.ndarray) -> np.ndarray:
         return self.model.features(self.images[idx])
@@ -89,39 +104,53 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     STAGES.reset()
     t_start = time.perf_counter()
     check_run(cfg.real, cfg.generated, out, cfg.target, cfg.seeds, cfg.spaces, cfg.projections, cfg.methods)
+    perturbations, augmentations = parse_specs(cfg.perturb), parse_specs(cfg.augment)
+    if sets is not None and sets[0].reencode != check_reencode(cfg.reencode):
+        sets = None  # opened without the re-encoding this run asks for
     with STAGES("decode"):
-        real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress)
+        real_set, gen = sets if sets is not None else open_sets(cfg.real, cfg.generated, cfg.size, show_progress,
+                                                                cfg.reencode)
     if cfg.models is not None:
         gen = gen.select_models(cfg.models)
     labels_all = np.asarray(gen.labels(cfg.target))
     keep = subsample(labels_all, cfg.max_per_class)
     labels = labels_all[keep]
     check_labels(labels, cfg.target)
+    groups = None if cfg.group_by is None else np.asarray(image_groups(gen, cfg.group_by, cfg.target))[keep]
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         write_bad_files(Path(out) / "bad_files.csv", real_set.bad + gen.images.bad)
+    with STAGES("audit"):
+        audit = shortcut_audit(real_set, gen, cfg.target, Path(out) if out is not None else None) if cfg.audit else None
     task = cfg.task or f"{cfg.target}-attribution"
+    images = None
+    if cfg.methods or perturbations or augmentations:
+        with STAGES("decode", len(keep)):
+            images = gen.images.load(keep)
+    tested = test_items(labels, cfg.seeds, cfg.fractions, groups) if perturbations else None
+
+    def robust(method: Any, to_inputs: Any) -> Any:
+        return prepare(method, to_inputs, images, tested, augmentations, perturbations, show_progress)
+
     methods: list[Any] = []
     structure_rows: list[dict[str, Any]] = []
     for space in cfg.spaces:
         for proj in cfg.projections:
             with STAGES("artifacts (project, store)"):
-                method, table, _, _ = manifpt_method(
+                method, table, _, manifold = manifpt_method(
                     real_set, gen, keep, space, cfg.attributor, projection=proj,
                     space_options=cfg.space_options.get(space), projection_options=cfg.projection_options.get(proj),
                     backend=cfg.backend, size=cfg.size, per_space_arch=True, show_progress=show_progress)
-            methods.append(method)
+            methods.append(robust(method, manifold.artifacts))
             structure_rows += artifact_structure_rows(method.X, table, cfg.target, task, space, [cfg.target],
                                                       method=method.name)
-    if cfg.methods:
-        with STAGES("decode", len(keep)):
-            images = gen.images.load(keep)
-        for name in cfg.methods:
-            opts = cfg.baseline_options.get(name, {})
-            methods.append(BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed, **o)))
+    for name in cfg.methods:
+        opts = cfg.baseline_options.get(name, {})
+        methods.append(robust(BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed,
+                                                                                                      **o)), identity))
     out_path = Path(out) if out is not None else None
     results = evaluate(methods, labels, cfg.seeds, cfg.fractions, out=out_path / "models" if out_path else None,
-                       show_progress=show_progress)
+                       show_progress=show_progress, groups=groups)
     rows = result_rows(results, task, cfg.target) + structure_rows
     if out_path is not None:
         write_json(out_path / "results.json", rows)
@@ -132,5 +161,5 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
                                            "n_real": len(real_set)})
         from .report import write_compare_report
 
-        write_compare_report(out_path, cfg.model_dump(), rows, results, sorted(set(labels.tolist())))
+        write_compare_report(out_path, cfg.model_dump(), rows, results, sorted(set(labels.tolist())), audit)
     return rows, results

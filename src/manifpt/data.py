@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .errors import DataError, UnknownNameError, display
+from .errors import DataError, UnknownNameError, UsageError, display
 from .progress import STAGES, progress
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -229,6 +229,26 @@ def resize_uint8(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == (h, w):
         return arr
     return np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def check_reencode(spec: str | None) -> str | None:
+    """``spec`` if it names one lossy re-encoding (``jpeg:Q`` or ``webp:Q``), else a clear error."""
+    if spec is None:
+        return None
+    from .perturb import parse_spec
+
+    ps = parse_spec(spec)
+    if len(ps) != 1 or ps[0].kind not in ("jpeg", "webp"):
+        raise UsageError(f"--reencode {spec}: give one format and quality, jpeg:Q or webp:Q (e.g. jpeg:90); "
+                         "a lossless format (PNG) would leave the pixels as they are")
+    return ps[0].name
+
+
+def reencode_uint8(arr: np.ndarray, spec: str) -> np.ndarray:
+    """``arr`` encoded as ``spec`` (``jpeg:Q`` / ``webp:Q``) and decoded again."""
+    from .perturb import parse_spec
+
+    return parse_spec(spec)[0].apply(arr, np.random.default_rng(0))
 
 
 def pixel_digests(images: np.ndarray) -> np.ndarray:
@@ -434,6 +454,8 @@ class ImageSet:
     bad: list[BadFile] = field(default_factory=list)
     workers: int = 8
     _pixels: np.ndarray | None = field(default=None, repr=False)
+    #: every image re-encoded this way after decoding (``jpeg:Q`` / ``webp:Q``): a format-matched set
+    reencode: str | None = None
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -447,14 +469,19 @@ class ImageSet:
         workers: int | None = None,
         show_progress: bool = True,
         files: Sequence[Path] | None = None,
+        reencode: str | None = None,
     ) -> ImageSet:
         """Scan (hash + fully decode) every image file under ``root``.
+
+        reencode: ``jpeg:Q`` or ``webp:Q``: every image re-encoded so after decoding (and resizing),
+        so that real and generated images carry the same format's traces (``check_reencode``).
 
         size: target (H, W) or an int for square; ``None`` keeps native size and skips images whose
         size differs from the most common one (they are reported, never silently resized).
         channels: 1 or 3; ``None`` picks 1 only when every image is grayscale.
         """
         root = Path(root)
+        reencode = check_reencode(reencode)  # a bad spec fails before any file is read
         listed: list[BadFile] = []
         if files is None:
             files, listed = find_images(root, ignore=real_root_extra)
@@ -506,7 +533,7 @@ class ImageSet:
             hw = resize
         shape = hw if channels == 1 else (*hw, 3)
         out = cls(root, [s.rel for s in scanned], [s.digest for s in scanned], tuple(shape), resize,
-                  max_pixels, sorted(bad, key=lambda b: b.path), workers)
+                  max_pixels, sorted(bad, key=lambda b: b.path), workers, reencode=reencode)
         if keep:
             out._pixels = np.stack([out._convert(s.pixels) for s in scanned])
         return out
@@ -525,7 +552,8 @@ class ImageSet:
 
     def _convert(self, arr: np.ndarray) -> np.ndarray:
         arr = fit_channels(arr, self.channels)
-        return resize_uint8(arr, self.resize) if self.resize else arr
+        arr = resize_uint8(arr, self.resize) if self.resize else arr
+        return reencode_uint8(arr, self.reencode) if self.reencode else arr
 
     def _decode(self, i: int) -> np.ndarray:
         path = self.root / self.rel_paths[i]
@@ -549,7 +577,8 @@ class ImageSet:
     def fingerprint(self) -> str:
         """Content hash of the set: relative paths, file digests and the conversion settings."""
         h = hashlib.blake2b(digest_size=16)
-        h.update(repr((self.shape, self.resize)).encode())
+        h.update(repr((self.shape, self.resize) if self.reencode is None else
+                      (self.shape, self.resize, self.reencode)).encode())
         for rel, dig in zip(self.rel_paths, self.digests, strict=True):
             h.update(f"{rel}\0{dig}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
@@ -563,13 +592,13 @@ class ImageSet:
         if self._pixels is not None:
             pix = np.stack([fit_channels(a, channels) for a in self._pixels])
         return ImageSet(self.root, self.rel_paths, self.digests, hw if channels == 1 else (*hw, 3),
-                        self.resize, self.max_pixels, self.bad, self.workers, pix)
+                        self.resize, self.max_pixels, self.bad, self.workers, pix, self.reencode)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
         idx = np.asarray(indices, dtype=np.int64)
         return ImageSet(self.root, [self.rel_paths[i] for i in idx], [self.digests[i] for i in idx],
                         self.shape, self.resize, self.max_pixels, list(self.bad), self.workers,
-                        None if self._pixels is None else self._pixels[idx])
+                        None if self._pixels is None else self._pixels[idx], self.reencode)
 
 
 def match_channels(*sets: ImageSet) -> list[ImageSet]:

@@ -4,7 +4,8 @@ A *method* is anything that can be trained on some items and predict others (``M
 protocol): ManiFPT in one space (an ``Attributor`` on artifacts) or a prior fingerprint method (a
 baseline on images). ``evaluate`` trains every method on the same stratified split per seed, so
 every comparison is on identical data, and returns per-seed metrics plus the aggregated rows of
-``results.json``: ``{"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}``.
+``results.json``: ``{"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}``
+(plus ``perturbation`` on rows measured on perturbed copies of the test split, ``manifpt.robustness``).
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import numpy as np
 from .executor import Executor, current
 from .metrics import classification_metrics, fd_ratio, kmeans_nmi, mean_std
 from .progress import STAGES
-from .splits import stratified_split, subsample
+from .splits import make_split, subsample
 
 
 class Method(Protocol):
-    """Trainable on item indices; ``name``/``space`` label its rows in the results."""
+    """Trainable on item indices; ``name``/``space`` label its rows in the results. ``perturbed``:
+    perturbation name → (sorted item indices, the method's inputs of their perturbed images), which
+    ``predict_inputs`` classifies (``manifpt.robustness`` fills it)."""
 
     name: str
     space: str
+    perturbed: dict[str, tuple[np.ndarray, Any]]
 
     def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None: ...
     def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]: ...
+    def predict_inputs(self, inputs: Any) -> tuple[np.ndarray, list[str]]: ...
     def features(self, idx: np.ndarray) -> np.ndarray: ...
     def save(self, directory: Path) -> None: ...
 
@@ -51,31 +56,42 @@ class SeedResult:
 def evaluate(methods: Sequence[Method], labels: Sequence[str], seeds: Sequence[int],
              fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), out: Path | None = None,
              fdr_max_per_class: int = 500, keep_features: bool = False,
-             show_progress: bool = True, executor: Executor | None = None) -> list[SeedResult]:
-    """Train and test every method on the same per-seed stratified splits.
+             show_progress: bool = True, executor: Executor | None = None,
+             groups: Sequence[str] | None = None) -> list[SeedResult]:
+    """Train and test every method on the same per-seed stratified splits (group-aware with
+    ``groups``: every group on one side, ``splits.make_split``).
 
     The (seed, method) jobs are independent (each seeds its own fit), so they run on ``executor``
     (default: the current one): one after another here, as parallel tasks on Ray; same results.
     """
     labels = np.asarray(labels).astype(str)
     run = partial(_run_job, labels=labels, fractions=fractions, out=out, fdr_max_per_class=fdr_max_per_class,
-                  keep_features=keep_features)
+                  keep_features=keep_features, groups=None if groups is None else np.asarray(groups).astype(str))
     jobs = [(s, j) for s in seeds for j in range(len(methods))]
     return (executor or current()).map(run, jobs, shared=tuple(methods), desc="fit" if show_progress else "")
 
 
 def _run_job(methods: Sequence[Method], job: tuple[int, int], *, labels: np.ndarray,
              fractions: tuple[float, float, float], out: Path | None, fdr_max_per_class: int,
-             keep_features: bool) -> SeedResult:
+             keep_features: bool, groups: np.ndarray | None = None) -> SeedResult:
     seed, method = job[0], methods[job[1]]
     classes = sorted(set(labels.tolist()))
-    split = stratified_split(labels, fractions, seed)
+    split = make_split(labels, fractions, seed, groups)
     with STAGES("train", len(split["train"]) + len(split["val"])):
         method.fit(split["train"], split["val"], labels, seed)
     with STAGES("evaluate", len(split["test"])):
         proba, cls = method.predict_proba(split["test"])
     pred = np.asarray(cls)[proba.argmax(1)]
     metrics = classification_metrics(labels[split["test"]], pred, classes)
+    with STAGES("evaluate (perturbed)"):
+        metrics["perturbed"] = {}
+        for name, (idx, inputs) in getattr(method, "perturbed", {}).items():
+            pos = np.searchsorted(idx, split["test"])
+            if np.any(pos >= len(idx)) or np.any(idx[np.minimum(pos, len(idx) - 1)] != split["test"]):
+                raise ValueError(f"{method.name}: perturbed inputs ({name}) miss test items of seed {seed}")
+            p_proba, p_cls = method.predict_inputs(inputs[pos])
+            p_metrics = classification_metrics(labels[split["test"]], np.asarray(p_cls)[p_proba.argmax(1)], classes)
+            metrics["perturbed"][name] = {k: p_metrics[k] for k in ("accuracy", "macro_f1")}
     with STAGES("evaluate"):
         feats = method.features(split["test"])
         sub = subsample(labels[split["test"]], fdr_max_per_class, seed)
@@ -99,13 +115,20 @@ def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[d
         for metric, values in metrics.items():
             m, s = mean_std(values)
             rows.append(row(task, target, method, space, metric, m, s, len(values)))
+        for name in rs[0].metrics.get("perturbed", {}):
+            for metric in ("accuracy", "macro_f1"):
+                m, s = mean_std([r.metrics["perturbed"][name][metric] for r in rs])
+                rows.append(row(task, target, method, space, metric, m, s, len(rs), perturbation=name))
     return rows
 
 
 def row(task: str, target: str, method: str, space: str, metric: str, mean: float, std: float,
-        n_seeds: int) -> dict[str, Any]:
-    return {"task": task, "target": target, "method": method, "space": space, "metric": metric,
-            "mean": float(mean), "std": float(std), "n_seeds": int(n_seeds)}
+        n_seeds: int, perturbation: str | None = None) -> dict[str, Any]:
+    """One results.json row; ``perturbation`` (e.g. ``jpeg:75``) only on rows measured on perturbed
+    test images, so that the clean rows keep the schema they always had."""
+    out = {"task": task, "target": target, "method": method, "space": space, "metric": metric,
+           "mean": float(mean), "std": float(std), "n_seeds": int(n_seeds)}
+    return out if perturbation is None else {**out, "perturbation": perturbation}
 
 
 def artifact_structure_rows(artifacts: np.ndarray, table: list[dict[str, str]], target: str, task: str,
@@ -134,12 +157,18 @@ class ArrayMethod:
     input_shape: tuple[int, ...] | None
     make: Callable[[int], Any]  # seed -> unfitted Attributor
     model: Any = None
+    X_fit: np.ndarray | None = None  # training inputs where they differ from X (augmented, ``robustness``)
+    perturbed: dict[str, tuple[np.ndarray, Any]] = field(default_factory=dict)
 
     def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None:
-        self.model = self.make(seed).fit(self.X[train], labels[train], self.X[val], labels[val])
+        X = self.X if self.X_fit is None else self.X_fit
+        self.model = self.make(seed).fit(X[train], labels[train], X[val], labels[val])
 
     def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        return self.model.predict_proba(self.X[idx]), self.model.classes_.tolist()
+        return self.predict_inputs(self.X[idx])
+
+    def predict_inputs(self, inputs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return self.model.predict_proba(inputs), self.model.classes_.tolist()
 
     def features(self, idx: np.ndarray) -> np.ndarray:
         return self.model.transform(self.X[idx])

@@ -141,3 +141,36 @@ def roc_figure(curves: dict[str, dict[str, list[float]]], grid: np.ndarray, path
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     return save_figure(fig, path)
+
+
+#: the strength at which each perturbation kind is the identity (the clean point of its curve)
+CLEAN_STRENGTH = {"jpeg": 100, "webp": 100, "resize": 1, "blur": 0, "noise": 0, "crop": 1}
+
+
+def robustness_figure(rows: list[dict], path: str | Path, metric: str = "accuracy") -> Path:
+    """Accuracy vs strength, one panel per perturbation kind, one line per method (mean over seeds);
+    the clean accuracy is the curve's point at the identity strength; augmented methods dashed."""
+    rows = [r for r in rows if r["metric"] == metric]
+    kinds = list(dict.fromkeys(r["perturbation"].split(":")[0] for r in rows if "perturbation" in r))
+    methods = sorted({(r["method"], r["space"]) for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.2), squeeze=False)
+    colours = {}
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for m, sp in methods:
+            base = m.removesuffix("+aug")
+            clean = [r["mean"] for r in rows if (r["method"], r["space"]) == (m, sp) and "perturbation" not in r]
+            pts = {CLEAN_STRENGTH[kind]: clean[0]} if clean else {}
+            pts.update({float(r["perturbation"].split(":")[1]): r["mean"] for r in rows
+                        if (r["method"], r["space"]) == (m, sp) and r.get("perturbation", "").startswith(kind + ":")})
+            if len(pts) < 2:
+                continue
+            xs = sorted(pts)
+            label = (f"ManiFPT-{sp.upper()}" + m.removeprefix("manifpt")) if m.startswith("manifpt") else m
+            line, = ax.plot(xs, [100 * pts[x] for x in xs], marker="o", ms=3, label=label,
+                            ls="--" if m.endswith("+aug") else "-", color=colours.get((base, sp)))
+            colours[(base, sp)] = line.get_color()
+        ax.set(title=kind, xlabel="strength", ylabel=f"{metric} (%)")
+        if kind in ("jpeg", "webp", "resize", "crop"):
+            ax.invert_xaxis()  # stronger to the right
+    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save_figure(fig, path)

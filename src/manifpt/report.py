@@ -80,7 +80,8 @@ def results_table(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[
     body = []
     for r in rows:
         pct = r["metric"] in ("accuracy", "macro_f1")
-        body.append([r["method"], r["space"], r["target"], r["metric"] + (" (%)" if pct else ""),
+        on = f" [{r['perturbation']}]" if "perturbation" in r else ""
+        body.append([r["method"], r["space"], r["target"], r["metric"] + (" (%)" if pct else "") + on,
                      fmt_pm(r["mean"], r["std"], r["n_seeds"], pct), str(r["n_seeds"])])
     return header, body
 
@@ -136,8 +137,30 @@ def tsne_figure(panels: Sequence[tuple[str, np.ndarray]], labels: Sequence[str],
     return save_figure(fig, path)
 
 
+def wild_sections(out: Path, cfg: dict[str, Any], rows: list[dict[str, Any]], audit: Any = None) -> list[Section]:
+    """The robustness table and plot (when rows are perturbed) and the shortcut audit (an
+    ``audit.AuditResult``), for the fit and compare reports."""
+    sections = []
+    robust = robustness_table(rows)
+    if robust is not None:
+        from .figures import robustness_figure
+
+        robustness_figure(rows, out / "figures" / "robustness.png")
+        trained = f"augmented ({', '.join(cfg['augment'])})" if cfg.get("augment") else "clean"
+        sections.append(Section("Robustness: accuracy on perturbed copies of the test split (%)",
+                                "The real manifold is untouched; a perturbed image gets a new artifact against it. "
+                                f"Training: {trained}.", tables=[robust], figures=["figures/robustness.png"]))
+    if audit is not None:
+        done = f" Every image was re-encoded as {cfg['reencode']} before attribution." if cfg.get("reencode") else ""
+        sections.append(Section("Shortcut audit: file metadata per class (audit.json, audit.md)",
+                                (f"**Warning:** {audit.warning}" if audit.warning else
+                                 "No shortcut found: the file metadata does not tell the classes apart.") + done,
+                                tables=audit.tables()))
+    return sections
+
+
 def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]], results: list, store: Any,
-                     manifold: Any, keep: np.ndarray, labels: np.ndarray) -> None:
+                     manifold: Any, keep: np.ndarray, labels: np.ndarray, audit: Any = None) -> None:
     """Report of one `manifpt fit` run: results, per-class recall, confusion, t-SNE, triplets."""
     from .data import read_image
     from .figures import triplet_figure
@@ -149,7 +172,8 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
                                f"{cfg['real']}, generated set {cfg['generated']}; {run['n_items']} images, "
                                f"{len(classes)} classes (chance {100 / len(classes):.1f} %), seeds {cfg['seeds']}, "
                                f"split {cfg['fractions']} (train/val/test, stratified).")]
-    sections.append(Section("Results (mean ± std over seeds)", tables=[results_table(rows)]))
+    sections.append(Section("Results (mean ± std over seeds)",
+                            tables=[results_table([r for r in rows if "perturbation" not in r])]))
     recall = [[c, *[f"{100 * r.metrics['recall'][c]:.1f}" for r in results]] for c in classes]
     sections.append(Section("Per-class recall (%)", tables=[(["class", *[f"seed {r.seed}" for r in results]],
                                                              recall)]))
@@ -176,6 +200,7 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
         sections.append(Section("t-SNE (test images of seed 0; paper Fig. 1)", figures=["figures/tsne.png"]))
     triplet_figure(store.root, figs / "triplets.png", per_model=2)
     sections.append(Section("Artifacts (x_G, x*, a) per model", figures=["figures/triplets.png"]))
+    sections += wild_sections(out, cfg, rows, audit)
     write_report(out, f"manifpt fit: {cfg['target']} from {cfg['space'].upper()} artifacts", sections)
 
 
@@ -186,8 +211,9 @@ def method_label(method: str, space: str) -> str:
 
 
 def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tuple[list[str], list[list[str]]]:
-    """Paper Tab. 1 layout: one line per method; accuracy ± std, macro-F1 and FD ratios."""
-    rows = [r for r in rows if task is None or r["task"] == task]
+    """Paper Tab. 1 layout: one line per method; accuracy ± std, macro-F1 and FD ratios (clean test
+    images; ``robustness_table`` has the perturbed ones)."""
+    rows = [r for r in rows if (task is None or r["task"] == task) and "perturbation" not in r]
     keys = []
     for r in rows:
         if r["metric"] == "accuracy" and (r["method"], r["space"]) not in keys:
@@ -206,8 +232,23 @@ def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tupl
     return header, body
 
 
+def robustness_table(rows: Sequence[dict[str, Any]], task: str | None = None,
+                     metric: str = "accuracy") -> tuple[list[str], list[list[str]]] | None:
+    """One line per method: clean accuracy, then accuracy under each perturbation (``None`` when no
+    row is perturbed)."""
+    rows = [r for r in rows if r["metric"] == metric and (task is None or r["task"] == task)]
+    perts = list(dict.fromkeys(r["perturbation"] for r in rows if "perturbation" in r))
+    if not perts:
+        return None
+    keys = sorted({(r["method"], r["space"]) for r in rows}, key=lambda k: (k[0].startswith("manifpt"), k[1], k[0]))
+    cell = {(r["method"], r["space"], r.get("perturbation")): fmt_pm(r["mean"], r["std"], r["n_seeds"], True)
+            for r in rows}
+    body = [[method_label(m, s), *(cell.get((m, s, p), "–") for p in (None, *perts))] for m, s in keys]
+    return ["method", f"clean {metric} (%)", *perts], body
+
+
 def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, Any]], results: list,
-                         classes: list[str]) -> None:
+                         classes: list[str], audit: Any = None) -> None:
     figs = out / "figures"
     sections = [Section("Setup", f"Target `{cfg['target']}` ({len(classes)} classes, chance "
                                  f"{100 / len(classes):.1f} %); real set {cfg['real']}; generated set "
@@ -224,4 +265,5 @@ def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, An
         confusion_figure(conf, classes, figs / name, method_label(m, s))
         fig_paths.append(f"figures/{name}")
     sections.append(Section("Confusion matrices (summed over seeds, row-normalised)", figures=fig_paths))
+    sections += wild_sections(out, cfg, rows, audit)
     write_report(out, f"manifpt compare: {cfg['target']}", sections)

@@ -1,4 +1,10 @@
-"""Stratified train/validation/test splits: per class, seeded, reproducible."""
+"""Stratified train/validation/test splits: per class, seeded, reproducible; group-aware on request.
+
+Conditional generators (upscalers, image-to-image, text-to-image with shared prompts) make the same
+content in every class. A random split then puts one source photo's versions on both sides, and a
+classifier can match content instead of attributing the generator. ``group_split`` keeps every
+group (source photo, prompt, or — for a factor target — the model) on one side.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,44 @@ def stratified_split(labels: Sequence, fractions: tuple[float, float, float] = (
         parts["val"].append(idx[n_test:n_test + n_val])
         parts["train"].append(idx[n_test + n_val:])
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}
+
+
+def group_split(labels: Sequence, groups: Sequence, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Train/val/test with every group on one side, classes balanced as far as groups allow
+    (sklearn's ``StratifiedGroupKFold``: the test part is one of round(1 / test fraction) folds, the
+    validation part one fold of the rest, sized the same way)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from .errors import UsageError
+
+    if abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must sum to 1, got {fractions}")
+    labels, groups = np.asarray(labels).astype(str), np.asarray(groups).astype(str)
+    idx = np.arange(len(labels))
+    parts: dict[str, np.ndarray] = {}
+    for name, frac, rest in (("test", fractions[2], 1.0), ("val", fractions[1], 1.0 - fractions[2])):
+        if frac <= 0:
+            parts[name] = np.zeros(0, np.int64)
+            continue
+        n_folds = max(2, round(rest / frac))
+        n_groups = len(set(groups[idx].tolist()))
+        if n_groups < n_folds:
+            raise UsageError(f"a group-aware split with a {name} fraction of {frac:g} needs at least {n_folds} "
+                             f"groups; the images form {n_groups}")
+        cv = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+        _, held = next(cv.split(idx, labels[idx], groups[idx]))
+        parts[name] = np.sort(idx[held])
+        idx = np.setdiff1d(idx, parts[name])
+    parts["train"] = idx
+    return {k: parts[k].astype(np.int64) for k in ("train", "val", "test")}
+
+
+def make_split(labels: Sequence, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0,
+               groups: Sequence | None = None) -> dict[str, np.ndarray]:
+    """``group_split`` when ``groups`` are given, else ``stratified_split``: every caller splits the same way."""
+    return stratified_split(labels, fractions, seed) if groups is None else group_split(labels, groups, fractions,
+                                                                                        seed)
 
 
 def subsample(labels: Sequence | np.ndarray, max_per_class: int | None, seed: int = 0) -> np.ndarray:

@@ -46,6 +46,10 @@ class ExperimentConfig(BaseModel):
     tsne_per_class: int = 100
     #: the open-set study's protocols (``manifpt.openset.protocol_splits``)
     openset_protocols: list[str] = Field(default_factory=lambda: ["random", "unseen-family", "unseen-train_data"])
+    #: the robustness study's test perturbations, and its training augmentation (Wang20: JPEG q ∈ [30, 100],
+    #: blur σ ∈ [0, 3]; as grids that avoid the test strengths, so that augmentation is not tuned on them)
+    robustness_perturb: list[str] = Field(default_factory=lambda: ["jpeg:90,75,50", "resize:0.5", "blur:1"])
+    robustness_augment: list[str] = Field(default_factory=lambda: ["jpeg:95,85,65,40,30", "blur:0.5,1.5,2.5"])
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:

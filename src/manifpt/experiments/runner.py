@@ -18,7 +18,7 @@ from .context import Context
 from .studies import STUDIES
 
 ORDER = ("model-type", "train-data", "layer-type", "cross-dataset", "figures", "theory", "density", "projection",
-         "openset")
+         "openset", "robustness")
 
 
 def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, data_root: str | Path, *,

@@ -387,3 +387,34 @@ def openset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
             rows += r
             sections += secs
     return rows, sections
+
+
+# --------------------------------------------------------------------------- 10. robustness
+
+
+@study("robustness")
+def robustness(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Issue 20: every ManiFPT space and baseline tested on perturbed copies of the test split
+    (``robustness_perturb``), trained on clean images and on augmented ones (``robustness_augment``,
+    Wang20-style, strengths deliberately other than the test ones)."""
+    from ..figures import robustness_figure
+    from ..report import robustness_table
+
+    rows, sections = [], []
+    for name in ctx.cfg.datasets:
+        p = ctx.dataset(name)
+        task = f"robustness:{name}"
+        r = []
+        for augment in ([], ctx.cfg.robustness_augment):
+            got, _ = ctx.compare(p, models=p.main_models, task=task, perturb=ctx.cfg.robustness_perturb,
+                                 augment=augment)
+            r += got
+        rows += r
+        fig = robustness_figure(r, out / f"robustness-{name}.png")
+        sections.append(Section(
+            f"Robustness on {name} ({len(p.main_models)} models, chance {100 / len(p.main_models):.1f} %)",
+            text=f"Accuracy (%) on the test split, clean and perturbed ({', '.join(ctx.cfg.robustness_perturb)}); "
+                 "the real manifold is untouched. `+aug`: trained with half of the training images perturbed by one "
+                 f"of {', '.join(ctx.cfg.robustness_augment)} (the artifacts of augmented images computed once).",
+            tables=[robustness_table(r, task)], figures=[fig.name]))
+    return rows, sections
