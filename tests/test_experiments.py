@@ -23,9 +23,10 @@ def exp(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_study_writes_results_and_reports(exp) -> None:
-    keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}
+    keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds", "values"}
     rows = json.loads((exp / "results.json").read_text())
-    assert rows and all(keys <= set(r) <= keys | {"perturbation"} for r in rows)
+    assert rows and all(keys <= set(r) <= keys | {"perturbation", "seeds"} for r in rows)
+    assert all(len(r["values"]) == r["n_seeds"] for r in rows)
     for name in ORDER:
         assert (exp / name / "report.md").exists() and (exp / name / "report.html").exists(), name
         assert (exp / name / "results.json").exists(), name

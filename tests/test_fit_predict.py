@@ -30,8 +30,10 @@ def run_dir(folders, tmp_path_factory) -> Path:
 
 def test_fit_writes_results_and_report(run_dir: Path) -> None:
     rows = json.loads((run_dir / "results.json").read_text())
-    keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}
-    assert rows and all(set(r) == keys for r in rows)
+    keys = {"task", "target", "method", "space", "metric", "mean", "std", "n_seeds", "values"}
+    assert rows and all(keys <= set(r) <= keys | {"seeds"} for r in rows)
+    acc = next(r for r in rows if r["metric"] == "accuracy")
+    assert acc["seeds"] == [0, 1] and np.mean(acc["values"]) == pytest.approx(acc["mean"])
     acc = next(r for r in rows if r["metric"] == "accuracy")
     assert acc["n_seeds"] == 2 and acc["mean"] > 0.9 and acc["space"] == "rgb"
     metrics = {r["metric"] for r in rows}

@@ -110,3 +110,47 @@ def test_classification_metrics_and_mean_std() -> None:
     assert m["macro_f1"] == pytest.approx(f1)
     assert mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
     assert mean_std([0.7]) == (0.7, 0.0)
+
+
+def test_paired_difference_against_hand_computed_values() -> None:
+    import pytest
+
+    from manifpt.metrics import paired_difference
+
+    a = [0.80, 0.75, 0.82, 0.78, 0.79]
+    b = [0.70, 0.72, 0.74, 0.69, 0.75]
+    r = paired_difference(a, b)
+    # differences 0.10, 0.03, 0.08, 0.09, 0.04: mean 0.068, squared deviations sum to 0.00388, sd √(0.00388 / 4)
+    sd = np.sqrt(0.00388 / 4)
+    t = 0.068 / (sd / np.sqrt(5))
+    assert r["mean"] == pytest.approx(0.068) and t == pytest.approx(4.8823, rel=1e-4)
+    # t(4) two-sided 95 % critical value 2.776445 (tables); p = 2 · (1 − F₄(t)), with Student's CDF for
+    # 4 degrees of freedom in closed form: F₄(t) = ½ + ¾ x (1 − x² / 3), x = t / √(t² + 4)
+    assert r["ci_high"] - r["mean"] == pytest.approx(2.776445 * sd / np.sqrt(5), rel=1e-5)
+    x = t / np.sqrt(t * t + 4)
+    cdf = 0.5 + 0.75 * x * (1 - x * x / 3)
+    assert r["t_p"] == pytest.approx(2 * (1 - cdf), rel=1e-6)
+    # sign test: 5 of 5 positive → 2 · 0.5⁵
+    assert r["sign_p"] == pytest.approx(2 / 32)
+    # ties are dropped by the sign test; a constant difference has a zero-width interval
+    r = paired_difference([1, 2, 3], [1, 1, 2])
+    assert r["sign_p"] == pytest.approx(0.5) and r["n"] == 3
+    r = paired_difference([2, 3, 4], [1, 2, 3])
+    assert r["ci_low"] == r["ci_high"] == 1 and r["t_p"] == 0.0
+    assert paired_difference([0.5], [0.4])["t_p"] == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        paired_difference([1, 2], [1, 2, 3])
+
+
+def test_paired_table_aligns_seeds_and_compares_with_the_best() -> None:
+    from manifpt.evaluate import seed_row
+    from manifpt.report import paired_table
+
+    rows = [seed_row("t", "model", "a", "image", "accuracy", [0.9, 0.8, 0.85], [0, 1, 2]),
+            seed_row("t", "model", "b", "image", "accuracy", [0.6, 0.7, 0.65], [2, 0, 1]),  # other seed order
+            seed_row("t", "model", "a", "image", "accuracy", [0.1, 0.1, 0.1], [0, 1, 2], perturbation="jpeg:50")]
+    header, body = paired_table(rows)
+    assert header[0] == "method − a"
+    # b by seed: 0 → 0.7, 1 → 0.65, 2 → 0.6; a − b per seed = 0.2, 0.15, 0.25 → b − a = −0.2 on average
+    assert body == [["b", "-20.0", body[0][2], body[0][3], "0.25", "3"]]
+    assert paired_table(rows[:1]) is None

@@ -4,8 +4,9 @@ A *method* is anything that can be trained on some items and predict others (``M
 protocol): ManiFPT in one space (an ``Attributor`` on artifacts) or a prior fingerprint method (a
 baseline on images). ``evaluate`` trains every method on the same stratified split per seed, so
 every comparison is on identical data, and returns per-seed metrics plus the aggregated rows of
-``results.json``: ``{"task", "target", "method", "space", "metric", "mean", "std", "n_seeds"}``
-(plus ``perturbation`` on rows measured on perturbed copies of the test split, ``manifpt.robustness``).
+``results.json``: ``{"task", "target", "method", "space", "metric", "mean", "std", "n_seeds", "values"}``
+(``values``: per seed; plus ``seeds`` where known, and ``perturbation`` on rows measured on perturbed
+copies of the test split, ``manifpt.robustness``).
 """
 
 from __future__ import annotations
@@ -112,23 +113,38 @@ def result_rows(results: Sequence[SeedResult], task: str, target: str) -> list[d
                                            "macro_f1": [r.metrics["macro_f1"] for r in rs]}
         if all(r.fdr_features for r in rs):
             metrics["fd_ratio_features"] = [r.fdr_features["ratio"] for r in rs]
+        seeds = [r.seed for r in rs]
         for metric, values in metrics.items():
-            m, s = mean_std(values)
-            rows.append(row(task, target, method, space, metric, m, s, len(values)))
+            rows.append(seed_row(task, target, method, space, metric, values, seeds))
         for name in rs[0].metrics.get("perturbed", {}):
             for metric in ("accuracy", "macro_f1"):
-                m, s = mean_std([r.metrics["perturbed"][name][metric] for r in rs])
-                rows.append(row(task, target, method, space, metric, m, s, len(rs), perturbation=name))
+                rows.append(seed_row(task, target, method, space, metric,
+                                     [r.metrics["perturbed"][name][metric] for r in rs], seeds, perturbation=name))
     return rows
 
 
 def row(task: str, target: str, method: str, space: str, metric: str, mean: float, std: float,
-        n_seeds: int, perturbation: str | None = None) -> dict[str, Any]:
-    """One results.json row; ``perturbation`` (e.g. ``jpeg:75``) only on rows measured on perturbed
-    test images, so that the clean rows keep the schema they always had."""
+        n_seeds: int, perturbation: str | None = None, values: Sequence[float] | None = None,
+        seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """One results.json row. ``values``: the per-seed values (in ``seeds`` order, when the seeds are
+    known), so that methods can be compared seed by seed (``metrics.paired_difference``); required
+    with more than one seed, ``[mean]`` for a single computation. ``perturbation`` (e.g. ``jpeg:75``)
+    only on rows measured on perturbed test images."""
+    if values is None and n_seeds > 1:
+        raise ValueError(f"{task} {method} {metric}: a row over {n_seeds} seeds needs its per-seed values")
     out = {"task": task, "target": target, "method": method, "space": space, "metric": metric,
-           "mean": float(mean), "std": float(std), "n_seeds": int(n_seeds)}
+           "mean": float(mean), "std": float(std), "n_seeds": int(n_seeds),
+           "values": [float(mean)] if values is None else [float(v) for v in values]}
+    if seeds is not None:
+        out["seeds"] = [int(x) for x in seeds]
     return out if perturbation is None else {**out, "perturbation": perturbation}
+
+
+def seed_row(task: str, target: str, method: str, space: str, metric: str, values: Sequence[float],
+             seeds: Sequence[int] | None = None, perturbation: str | None = None) -> dict[str, Any]:
+    """``row`` from per-seed values: mean, sample std, their number, and the values themselves."""
+    m, s = mean_std(values)
+    return row(task, target, method, space, metric, m, s, len(values), perturbation, values, seeds)
 
 
 def artifact_structure_rows(artifacts: np.ndarray, table: list[dict[str, str]], target: str, task: str,

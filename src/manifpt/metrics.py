@@ -108,3 +108,33 @@ def kmeans_nmi(features: np.ndarray, labels: Sequence, seed: int = 0, n_init: in
     clusters = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(
         np.asarray(features, np.float64).reshape(len(features), -1))
     return float(normalized_mutual_info_score(labels, clusters))
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Method A vs method B on the same splits (one value per seed, in the same seed order).
+
+    Returns the mean difference A − B, its ``confidence`` interval from the t distribution with n − 1
+    degrees of freedom (the seeds' differences are the sample), the two-sided paired t-test p-value
+    and the two-sided exact sign-test p-value (ties dropped; it assumes nothing about the
+    differences' distribution). With identical differences the t-test is undefined (p = 0 if they
+    are not 0, 1 if they are), and with one seed nothing can be said (p = 1, an unbounded interval).
+    Pairing matters: seeds share splits, so the methods' seed-to-seed swings largely cancel.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"paired values need the same length (got {a.shape} and {b.shape})")
+    d = a - b
+    n, mean = len(d), float(d.mean()) if len(d) else float("nan")
+    nonzero = d[d != 0]
+    sign_p = float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else 1.0
+    if n < 2:
+        return {"n": n, "mean": mean, "ci_low": -np.inf, "ci_high": np.inf, "t_p": 1.0, "sign_p": sign_p}
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        t_p = 1.0 if mean == 0 else 0.0
+        return {"n": n, "mean": mean, "ci_low": mean, "ci_high": mean, "t_p": t_p, "sign_p": sign_p}
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+    t_p = float(stats.ttest_rel(a, b).pvalue)
+    return {"n": n, "mean": mean, "ci_low": mean - half, "ci_high": mean + half, "t_p": t_p, "sign_p": sign_p}

@@ -17,7 +17,7 @@ import numpy as np
 from .attribute.config import AttributorConfig
 from .cache import write_json
 from .errors import UsageError
-from .evaluate import row
+from .evaluate import seed_row
 from .figures import roc_figure
 from .metrics import mean_std
 from .openset import DISCOVERY_SCORE, ROC_GRID, evaluate_openset, held_out_split, open_set_metrics, protocol_splits
@@ -33,14 +33,14 @@ def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str, title
     body, enrol_body, disc_body = [], [], []
     for (method_name, space), per_seed in res.items():
         n = len(per_seed)
-        m, s = mean_std([r["closed_accuracy"] for r in per_seed])
-        rows.append(row(task, "model", method_name, space, "closed_accuracy", m, s, n))
+        rows.append(seed_row(task, "model", method_name, space, "closed_accuracy",
+                             [r["closed_accuracy"] for r in per_seed]))
         for score in per_seed[0]["scores"]:
             cells = []
             for metric in ("auroc", "oscr", "tnr95"):
-                m, s = mean_std([r["scores"][score][metric] for r in per_seed])
-                rows.append(row(task, "model", f"{method_name}/{score}", space, metric, m, s, n))
-                cells.append(fmt_pm(m, s, n, True))
+                vals = [r["scores"][score][metric] for r in per_seed]
+                rows.append(seed_row(task, "model", f"{method_name}/{score}", space, metric, vals))
+                cells.append(fmt_pm(*mean_std(vals), n, True))
             label = f"ManiFPT-{space.upper()}" if method_name == "manifpt" else method_name
             body.append([label, score, fmt_pm(*mean_std([r["closed_accuracy"] for r in per_seed]), n, True),
                          *cells])
@@ -50,14 +50,14 @@ def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str, title
             new, known = ([r["enrolment"][k][part] for r in per_seed if k in r["enrolment"]]
                           for part in ("new", "known"))
             for part, vals in (("new", new), ("known", known)):
-                rows.append(row(task, "model", "manifpt", space, f"enrol_k{k}_{part}", *mean_std(vals), len(vals)))
+                rows.append(seed_row(task, "model", "manifpt", space, f"enrol_k{k}_{part}", vals))
             enrol_body.append([space.upper(), str(k), fmt_pm(*mean_std(new), len(new), True),
                                fmt_pm(*mean_std(known), len(known), True)])
         disc = [r["discovery"] for r in per_seed if "discovery" in r]
         for metric in ("nmi", "ari", "purity"):
             if disc:
-                rows.append(row(task, "model", "manifpt", space, f"discovery_{metric}",
-                                *mean_std([d[metric] for d in disc]), len(disc)))
+                rows.append(seed_row(task, "model", "manifpt", space, f"discovery_{metric}",
+                                     [d[metric] for d in disc]))
         if disc:
             disc_body.append([space.upper(), *(f"{np.mean([d[k] for d in disc]):.3f}"
                                                for k in ("nmi", "ari", "purity")),

@@ -232,6 +232,39 @@ def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tupl
     return header, body
 
 
+def _by_seed(r: dict[str, Any]) -> dict[int, float]:
+    """A row's per-seed values by seed (by position for rows that do not name their seeds)."""
+    return dict(zip(r.get("seeds", range(len(r["values"]))), r["values"], strict=True))
+
+
+def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
+                 against: tuple[str, str] | None = None) -> tuple[list[str], list[list[str]]] | None:
+    """Every method against one (``against``: (method, space); default the best mean) on the same
+    seeds' splits: mean difference (points), 95 % CI, paired t-test and sign-test p-values
+    (``metrics.paired_difference``). ``None`` with fewer than two methods or seeds."""
+    from .metrics import paired_difference
+
+    rows = [r for r in rows if r["metric"] == metric and "perturbation" not in r and (task is None or r["task"] == task)
+            and len(r.get("values", [])) > 1]
+    if len({(r["method"], r["space"]) for r in rows}) < 2:
+        return None
+    by = {(r["method"], r["space"]): r for r in rows}
+    ref = against if against in by else max(by, key=lambda k: by[k]["mean"])
+    base = by[ref]
+    body = []
+    for key, r in sorted(by.items(), key=lambda kv: -kv[1]["mean"]):
+        if key == ref:
+            continue
+        a, b = _by_seed(r), _by_seed(base)
+        common = sorted(set(a) & set(b))
+        d = paired_difference([a[s] for s in common], [b[s] for s in common])
+        body.append([method_label(*key), f"{100 * d['mean']:+.1f}",
+                     f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]", f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}",
+                     str(d["n"])])
+    return ([f"method − {method_label(*ref)}", "difference (points)", "95 % CI", "paired t p", "sign test p",
+             "seeds"], body)
+
+
 def robustness_table(rows: Sequence[dict[str, Any]], task: str | None = None,
                      metric: str = "accuracy") -> tuple[list[str], list[list[str]]] | None:
     """One line per method: clean accuracy, then accuracy under each perturbation (``None`` when no
@@ -257,6 +290,12 @@ def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, An
                                  "(the attributor's penultimate layer for learned methods); FDR (artifacts): of "
                                  "the ManiFPT artifacts themselves.")]
     sections.append(Section("Results (mean ± std over seeds)", tables=[paper_table(rows)]))
+    paired = paired_table(rows)
+    if paired is not None:
+        sections.append(Section("Paired differences against the best method (same splits, seed by seed)",
+                                "A difference is significant at 5 % when its CI excludes 0 (t-test); the sign test "
+                                "assumes nothing about the differences but cannot reach 5 % with fewer than 6 seeds.",
+                                tables=[paired]))
     keys = sorted({(r.method, r.space) for r in results}, key=lambda k: (k[0].startswith("manifpt"), k))
     fig_paths = []
     for m, s in keys:

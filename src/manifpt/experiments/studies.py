@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..evaluate import row
+from ..evaluate import row, seed_row
 from ..metrics import kmeans_nmi, mean_std
 from ..pipeline import artifact_store, attributor_factory
 from ..registry import Registry
-from ..report import Section, fmt_pm, paper_table
+from ..report import Section, fmt_pm, paired_table, paper_table
 from ..splits import subsample
 from .context import Context, Prepared, subset_folder
 from .paper import PAPER_LAYER_NMI, PAPER_MODEL_TYPE, PAPER_TRAIN_DATA
@@ -48,6 +48,10 @@ def model_type(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
         n = len(p.main_models)
         sections.append(Section(f"Model-type attribution on {name} ({n} models, chance {100 / n:.1f} %)",
                                 tables=[paper_table(r, task)]))
+        paired = paired_table(r, task)
+        if paired is not None:
+            sections.append(Section(f"Paired differences on {name}: every method against the best (same splits)",
+                                    tables=[paired]))
     sections.append(Section("Paper (CVPR Tab. 2), for comparison", tables=[PAPER_MODEL_TYPE]))
     return rows, sections
 
@@ -108,9 +112,9 @@ def layer_type(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
                     continue
                 keep = sel[subsample(vals[sel], ctx.cfg.max_per_class)]
                 nmis = [kmeans_nmi(store.artifacts(keep), vals[keep], seed) for seed in ctx.cfg.seeds]
-                m, s = mean_std(nmis)
+                m = float(np.mean(nmis))
                 per_factor[f].append(m)
-                rows.append(row(f"layer-type:{name}", f, "manifpt", space, "nmi_kmeans", m, s, len(nmis)))
+                rows.append(seed_row(f"layer-type:{name}", f, "manifpt", space, "nmi_kmeans", nmis, ctx.cfg.seeds))
                 line.append(f"{m:.3f}")
             table_rows.append(line)
         avg = ["average"] + [f"{np.mean(per_factor[f]):.3f}" if per_factor[f] else "–" for f in factors]
@@ -162,7 +166,7 @@ def cross_dataset(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[S
                 att.fit(xa[sp["train"]], ya[sp["train"]], xa[sp["val"]], ya[sp["val"]])
                 accs.append(float((att.predict(xb) == yb).mean()))
             m, s = mean_std(accs)
-            rows.append(row(f"cross-dataset:{label}", "model", "manifpt", space, "accuracy", m, s, len(accs)))
+            rows.append(seed_row(f"cross-dataset:{label}", "model", "manifpt", space, "accuracy", accs, ctx.cfg.seeds))
             body.append([label, f"ManiFPT-{space.upper()}", fmt_pm(m, s, len(accs), True),
                          f"{100 / len(set(base)):.0f}"])
     sections = [Section("Cross-dataset attribution (train → test)", tables=[
