@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow test-all lint demo clean bench data-deps photo-deps
+.PHONY: install test test-slow test-all lint demo clean bench data-deps photo-deps report-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # `make test` (CI) leaves out the tests marked slow (whole experiment runs, ~4 min); `make test-slow` runs them.
-test: $(EXTRAS) lint
+test: $(EXTRAS) lint report-deps
 	$(VENV)/bin/pytest -q -m "not slow"
 
-test-slow: $(EXTRAS)
+test-slow: $(EXTRAS) report-deps
 	$(VENV)/bin/pytest -q -m slow
 
-test-all: $(EXTRAS) lint
+test-all: $(EXTRAS) lint report-deps
 	$(VENV)/bin/pytest -q
 
 # The demo's real data: Debian's Fashion-MNIST (offline package registry); needs root or sudo.
@@ -52,6 +52,14 @@ photo-deps:
 	@dpkg -s $(PHOTO_DATA) >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get install -y -q $(PHOTO_DATA) || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(PHOTO_DATA); }; }
+
+# Headless Chromium and its driver (Debian's), with which tests/test_report_render.py renders the HTML reports;
+# Selenium is pointed at them, so it never downloads a browser. Needs root or sudo.
+REPORT_DEPS := chromium chromium-driver
+report-deps:
+	@dpkg -s $(REPORT_DEPS) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get install -y -q $(REPORT_DEPS) || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(REPORT_DEPS); }; }
 
 demo: $(STAMP) data-deps
 	$(VENV)/bin/manifpt demo --out runs/demo --data runs/data

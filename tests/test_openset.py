@@ -153,6 +153,27 @@ def test_openset_cli_writes_rows_and_report(folders, tmp_path) -> None:
     assert r.exit_code != 0 and "not found: m_nope" in r.output and "Traceback" not in r.output
 
 
+def test_openset_cli_protocol_holds_out_a_factor_value(folders, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from manifpt.cli import app
+
+    real, gen = folders  # models.yaml: m_checker GAN, m_grid GAN, m_stripes VAE
+    args = ["openset", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "o"), "--seeds", "1",
+            "--max-per-class", "30", "--arch", "linear", "--epochs", "2", "--quiet"]
+    r = CliRunner().invoke(app, [*args, "--protocol", "unseen-family"])
+    assert r.exit_code == 0, r.output
+    assert "held out seed 0: m_stripes" in (tmp_path / "o" / "report.md").read_text()
+    seeds = json.loads((tmp_path / "o" / "per_seed.json").read_text())
+    assert set(seeds) == {"manifpt:rgb"} and "5" in seeds["manifpt:rgb"][0]["enrolment"]
+    r = CliRunner().invoke(app, [*args, "--protocol", "unseen-family", "--unknown", "m_grid"])
+    assert r.exit_code != 0 and "either --unknown" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, [*args, "--protocol", "unseen-loss"])
+    assert r.exit_code != 0 and "no value of 'loss'" in r.output
+
+
 def test_fit_calibrates_rejection_predict_says_unknown_and_enroll_adds_the_source(folders, tmp_path) -> None:
     import json
     import os

@@ -45,6 +45,14 @@ def render_markdown(title: str, sections: Sequence[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
+def inline_markdown(escaped: str) -> str:
+    """The inline Markdown the reports' texts use (`code`, **bold**) as HTML, on already-escaped text."""
+    import re
+
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+
+
 def render_html(title: str, sections: Sequence[Section]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
@@ -55,10 +63,10 @@ def render_html(title: str, sections: Sequence[Section]) -> str:
     for s in sections:
         parts.append(f"<h2>{e(s.title)}</h2>")
         if s.text:
-            parts.append("".join(f"<p>{e(p)}</p>" for p in s.text.split("\n\n")))
+            parts.append("".join(f"<p>{inline_markdown(e(p))}</p>" for p in s.text.split("\n\n")))
         for header, rows in s.tables:
             parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+            parts += ["<tr>" + "".join(f"<td>{inline_markdown(e(c))}</td>" for c in r) + "</tr>" for r in rows]
             parts.append("</table>")
         parts += [f"<p><img src='{e(f)}' alt='{e(Path(f).stem)}'></p>" for f in s.figures]
     return "\n".join(parts) + "</body></html>\n"
