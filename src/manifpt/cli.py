@@ -198,7 +198,7 @@ WILD_FLAGS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _wild_settings(ctx: typer.Context, given: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+def _wild_settings(given: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     """The wild flags as ``merge_settings`` options (lists default to none)."""
     return {k: (k, ([] if v is None else list(v)) if k in ("perturb", "augment") else v) for k, v in given.items()}
 
@@ -370,7 +370,7 @@ def fit(
                "space_options": ("space_opt", parse_options(space_opt)), "tsne": ("tsne", tsne),
                "allow_overlap": ("allow_overlap", allow_overlap), "projection": ("projection", projection),
                "projection_options": ("projection_opt", parse_options(projection_opt)),
-               **_wild_settings(ctx, wild or {})}
+               **_wild_settings(wild or {})}
     settings = merge_settings(ctx, config, options, attributor or {})
     cfg = FitConfig(**{**settings, "real": str(real), "generated": str(generated)})
     res = fit_run(cfg, out, show_progress=not quiet)
@@ -411,7 +411,7 @@ def compare(
     options = {"target": ("target", target), "spaces": ("spaces", [s for s in spaces.split(",") if s]),
                "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
-               "projections": ("projection", projection.split(",")), **_wild_settings(ctx, wild or {})}
+               "projections": ("projection", projection.split(",")), **_wild_settings(wild or {})}
     cfg = CompareConfig(**{**merge_settings(ctx, config, options, attributor or {}), "real": str(real),
                            "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)

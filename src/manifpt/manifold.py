@@ -242,17 +242,17 @@ class Manifold:
         return self
 
     # -- projection -------------------------------------------------------------------
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != self.image_shape_:
+            raise ValueError(f"images have shape {tuple(shape)}, the real set {self.image_shape_}")
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Embed query images; pixel-identical copies of real images get the stored real embedding."""
-        return self._embed(images)[0]
-
-    def _embed(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images)
-        if tuple(images.shape[1:]) != self.image_shape_:
-            raise ValueError(f"images have shape {images.shape[1:]}, the real set {self.image_shape_}")
+        self._check_shape(images.shape[1:])
         with STAGES("embed", len(images)):
             emb = self.space.embed(images)
-        return self._identical_to_real(emb, pixel_digests(images))
+        return self._identical_to_real(emb, pixel_digests(images))[0]
 
     def _identical_to_real(self, emb: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-identical copies of real images get the stored real embedding (and are flagged)."""
@@ -293,8 +293,7 @@ class Manifold:
         """``(lo, hi, embeddings, projection (k columns), artifacts)`` of each range of ``images``, in
         order; the executor embeds the ranges in parallel while the driver searches and projects."""
         src = as_source(images)
-        if tuple(src.shape) != self.image_shape_:
-            raise ValueError(f"images have shape {tuple(src.shape)}, the real set {self.image_shape_}")
+        self._check_shape(src.shape)
         kk = max(k, self.projector_.k, 1)
         for part in self.executor_.embed(src, self.space, chunks, keep_images=True):
             e, ident = self._identical_to_real(part.emb, part.digests)
