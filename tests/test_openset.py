@@ -215,3 +215,21 @@ def test_fit_calibrates_rejection_predict_says_unknown_and_enroll_adds_the_sourc
     assert np.mean([p["predicted"] == "m_grid" for p in after]) >= 0.9
     r = CliRunner().invoke(app, ["enroll", str(run), str(enrol), "--name", "m_grid"])
     assert r.exit_code != 0 and "exists already" in r.output and "Traceback" not in r.output
+
+
+def test_wide_features_are_reduced_for_mahalanobis_and_survive_save_and_load(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 100)
+    X = (rng.normal(size=(300, 400)) + 3 * (y[:, None] == np.array(["a", "b", "c"])).repeat(134, 1)[:, :400]).astype(
+        np.float32)
+    att = Attributor((400,), arch="linear", epochs=3, show_progress=False, device="cpu").fit(X[:240], y[:240],
+                                                                                            X[240:], y[240:])
+    scorer = O.OpenSetScorer(att).fit(X[:240], y[:240])
+    scorer.calibrate(X[240:])
+    # 400-d features, 240 training images: at most 240 directions carry any variance
+    assert scorer.basis_.shape == (400, 240) and scorer.precision_.shape == (240, 240)
+    att.save(tmp_path)
+    scorer.save(tmp_path)
+    back = O.OpenSetScorer.load(tmp_path, Attributor.load(tmp_path))
+    for k, v in scorer.scores(X[240:]).items():
+        np.testing.assert_allclose(back.scores(X[240:])[k], v, rtol=1e-5, atol=1e-6, err_msg=k)

@@ -20,7 +20,7 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # legends placed outside the axes stay in
     plt.close(fig)
     return path
 
@@ -149,15 +149,17 @@ CLEAN_STRENGTH = {"jpeg": 100, "webp": 100, "resize": 1, "blur": 0, "noise": 0, 
 
 def robustness_figure(rows: list[dict], path: str | Path, metric: str = "accuracy") -> Path:
     """Accuracy vs strength, one panel per perturbation kind, one line per method (mean over seeds);
-    the clean accuracy is the curve's point at the identity strength; augmented methods dashed."""
+    the clean accuracy is the curve's point at the identity strength; augmented methods dashed, in
+    their clean-trained twin's colour; the legend below the panels."""
     rows = [r for r in rows if r["metric"] == metric]
     kinds = list(dict.fromkeys(r["perturbation"].split(":")[0] for r in rows if "perturbation" in r))
     methods = sorted({(r["method"], r["space"]) for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.2), squeeze=False)
-    colours = {}
+    bases = sorted({(m.removesuffix("+aug"), sp) for m, sp in methods})
+    cmap = plt.get_cmap("tab20" if len(bases) > 10 else "tab10")
+    colour = {b: cmap(i % cmap.N) for i, b in enumerate(bases)}
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         for m, sp in methods:
-            base = m.removesuffix("+aug")
             clean = [r["mean"] for r in rows if (r["method"], r["space"]) == (m, sp) and "perturbation" not in r]
             pts = {CLEAN_STRENGTH[kind]: clean[0]} if clean else {}
             pts.update({float(r["perturbation"].split(":")[1]): r["mean"] for r in rows
@@ -166,11 +168,12 @@ def robustness_figure(rows: list[dict], path: str | Path, metric: str = "accurac
                 continue
             xs = sorted(pts)
             label = (f"ManiFPT-{sp.upper()}" + m.removeprefix("manifpt")) if m.startswith("manifpt") else m
-            line, = ax.plot(xs, [100 * pts[x] for x in xs], marker="o", ms=3, label=label,
-                            ls="--" if m.endswith("+aug") else "-", color=colours.get((base, sp)))
-            colours[(base, sp)] = line.get_color()
+            ax.plot(xs, [100 * pts[x] for x in xs], marker="o", ms=3, label=label,
+                    ls="--" if m.endswith("+aug") else "-", color=colour[(m.removesuffix("+aug"), sp)])
         ax.set(title=kind, xlabel="strength", ylabel=f"{metric} (%)")
         if kind in ("jpeg", "webp", "resize", "crop"):
             ax.invert_xaxis()  # stronger to the right
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, max(1, len(labels))),
+               fontsize=7, frameon=False)
     return save_figure(fig, path)
