@@ -308,6 +308,7 @@ class Manifold:
                 "projection": self.projector_.settings()}
 
     def real_path(self, index: int) -> str:
-        """Path of real sample ``index`` (or ``'#index'`` for in-memory real sets)."""
-        paths = getattr(self.real_, "paths", None)
-        return str(paths[index]) if paths is not None else f"#{index}"
+        """Path of real sample ``index`` (or ``'#index'`` for in-memory real sets). One path, not the
+        set's list of them: ``predict`` asks for one per image, and the list has every real image."""
+        rel = getattr(self.real_, "rel_paths", None)
+        return str(self.real_.root / rel[index]) if rel is not None else f"#{index}"
