@@ -12,8 +12,9 @@ from manifpt.compare import CompareConfig, compare_run
 from manifpt.splits import stratified_split
 
 
-def test_compare_uses_identical_splits_and_writes_one_table(folders, tmp_path) -> None:
+def test_compare_uses_identical_splits_and_writes_one_table(folders, tmp_path, monkeypatch) -> None:
     real, gen = folders
+    monkeypatch.setenv("MANIFPT_CACHE", str(tmp_path / "cache"))  # its own: the stage timings below need a search
     cfg = CompareConfig(real=str(real), generated=str(gen), spaces=["rgb"], methods=["durall20", "mcclo18"],
                         seeds=[0, 1], arch="linear", epochs=10)
     rows, results = compare_run(cfg, tmp_path / "cmp", show_progress=False)

@@ -128,9 +128,7 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
         with STAGES("decode", len(keep)):
             images = gen.images.load(keep)
     tested = test_items(labels, cfg.seeds, cfg.fractions, groups) if perturbations else None
-
-    def robust(method: Any, to_inputs: Any) -> Any:
-        return prepare(method, to_inputs, images, tested, augmentations, perturbations, show_progress)
+    wild = (images, tested, augmentations, perturbations, show_progress)  # ``robustness.prepare``'s arguments
 
     methods: list[Any] = []
     structure_rows: list[dict[str, Any]] = []
@@ -141,13 +139,13 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
                     real_set, gen, keep, space, cfg.attributor, projection=proj,
                     space_options=cfg.space_options.get(space), projection_options=cfg.projection_options.get(proj),
                     backend=cfg.backend, size=cfg.size, per_space_arch=True, show_progress=show_progress)
-            methods.append(robust(method, manifold.artifacts))
+            methods.append(prepare(method, manifold.artifacts, *wild))
             structure_rows += artifact_structure_rows(method.X, table, cfg.target, task, space, [cfg.target],
                                                       method=method.name)
     for name in cfg.methods:
         opts = cfg.baseline_options.get(name, {})
-        methods.append(robust(BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed,
-                                                                                                      **o)), identity))
+        base = BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed, **o))
+        methods.append(prepare(base, identity, *wild))
     out_path = Path(out) if out is not None else None
     results = evaluate(methods, labels, cfg.seeds, cfg.fractions, out=out_path / "models" if out_path else None,
                        show_progress=show_progress, groups=groups)

@@ -133,7 +133,8 @@ class Context:
             real=str(manifold or prepared.manifold), generated=str(prepared.gen), spaces=self.cfg.spaces,
             methods=self.baselines(), seeds=self.cfg.seeds, max_per_class=self.cfg.max_per_class,
             space_options=self.cfg.space_options, baseline_options=self.cfg.baseline_options,
-            projection_options=self.cfg.projection_options, attributor=self.attributor())
+            projection_options=self.cfg.projection_options, attributor=self.attributor(),
+            audit=out is not None)  # the audit is a report's section: studies that write none need not read headers
         kw.update(overrides)
         cfg = CompareConfig(**kw)
         return compare_run(cfg, out, show_progress=self.show_progress, sets=self.sets(Path(cfg.real), prepared.gen))
