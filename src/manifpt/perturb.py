@@ -55,15 +55,13 @@ class Perturbation:
         """The perturbed copy of one uint8 H×W or H×W×3 image (same shape and dtype)."""
         k, v = self.kind, self.strength
         if k in ("jpeg", "webp"):
-            return _encode(image, "JPEG" if k == "jpeg" else "WEBP", int(v))
+            return encode_roundtrip(image, "JPEG" if k == "jpeg" else "WEBP", int(v))
         if k == "resize":
             h, w = image.shape[:2]
             small = Image.fromarray(image).resize((max(1, round(w * v)), max(1, round(h * v))), Image.BILINEAR)
             return np.asarray(small.resize((w, h), Image.BILINEAR))
         if k == "blur":
-            sigma = (v, v) if image.ndim == 2 else (v, v, 0)
-            return np.clip(np.rint(gaussian_filter(image.astype(np.float32), sigma, mode="reflect")), 0,
-                           255).astype(np.uint8)
+            return gaussian_blur(image, v)
         if k == "noise":
             return np.clip(np.rint(image + rng.normal(0, v, image.shape)), 0, 255).astype(np.uint8)
         if k == "crop":
@@ -74,7 +72,22 @@ class Perturbation:
         raise UsageError(f"unknown perturbation kind '{k}'")
 
 
-def _encode(image: np.ndarray, fmt: str, quality: int) -> np.ndarray:
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of one uint8 H×W(×3) image with std ``sigma`` pixels (per channel, reflected borders), rounded."""
+    if sigma <= 0:
+        return image.copy()
+    sig = (sigma, sigma) + (0.0,) * (image.ndim - 2)
+    out = gaussian_filter(image.astype(np.float32), sigma=sig, mode="reflect")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode one uint8 H×W(×3) image as JPEG with Pillow at ``quality`` and decode it back."""
+    return encode_roundtrip(image, "JPEG", quality)
+
+
+def encode_roundtrip(image: np.ndarray, fmt: str, quality: int) -> np.ndarray:
+    """One uint8 H×W(×3) image encoded as ``fmt`` (JPEG, WEBP) at ``quality`` with Pillow, decoded again."""
     im = Image.fromarray(image)
     gray = im.mode == "L"
     if gray and fmt == "WEBP":  # WebP stores colour only: encode the gray image as RGB, read it back as gray

@@ -14,37 +14,18 @@ is the image CNN implemented here.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
-from PIL import Image
-from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from ..estimator import store_params
 from ..nn.nets import build_net
+from ..perturb import gaussian_blur, jpeg_roundtrip  # the perturbations `--perturb` tests with, too
 from ..runtime import default_device
 from ._cnn import CNNBaseline, chw_shape, image_tensor
 from .base import check_images, register_baseline
 
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of one uint8 H×W(×3) image with std ``sigma`` pixels (per channel, reflected borders), rounded."""
-    if sigma <= 0:
-        return image.copy()
-    sig = (sigma, sigma) + (0.0,) * (image.ndim - 2)
-    out = gaussian_filter(image.astype(np.float32), sigma=sig, mode="reflect")
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """Encode one uint8 H×W(×3) image as JPEG with Pillow at ``quality`` (1–95+) and decode it back."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("L" if image.ndim == 2 else "RGB")).copy()
+__all__ = ["Wang20", "blur_jpeg", "gaussian_blur", "image_tensor", "jpeg_roundtrip"]
 
 
 def blur_jpeg(images: np.ndarray, rng: np.random.Generator, blur_prob: float = 0.5,
