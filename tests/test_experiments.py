@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +38,11 @@ def test_every_study_writes_results_and_reports(exp) -> None:
     assert meta["total_seconds"] > 0 and set(meta["seconds"]) == set(ORDER)
     assert (exp / "figures" / "figures" / "tsne.png").exists()
     assert "wall time" in (exp / "report.md").read_text()
+    # every figure the combined report links exists; density and theory plot theirs, model-type its accuracies
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (exp / "report.md").read_text())
+    assert linked and all((exp / f).is_file() for f in linked)
+    for prefix in ("density/density-", "theory/theory-", "model-type/accuracy-model-type-"):
+        assert any(f.startswith(prefix) for f in linked), prefix
 
 
 @pytest.mark.slow
@@ -69,6 +75,20 @@ def test_projection_study_carries_the_raw_control(exp) -> None:
     assert {"manifpt", "manifpt[raw]", "manifpt[knn-mean]", "manifpt[local-affine]"} <= acc
     norms = {r["method"]: r["mean"] for r in rows if r["metric"] == "artifact_norm_mean"}
     assert norms["manifpt[local-affine]"] <= norms["manifpt"] + 1e-6  # never farther than nn1
+
+
+@pytest.mark.slow
+def test_learner_input_study_fills_every_cell_and_fuses(exp) -> None:
+    rows = json.loads((exp / "learner-input" / "results.json").read_text())
+    acc = {(r["method"], r["space"]): r for r in rows if r["metric"] == "accuracy"}
+    for space in ("rgb", "freq"):
+        for base in ("manifpt", "manifpt[raw]"):
+            for learner in ("", "@linear", "@marra19"):
+                assert (base + learner, space) in acc
+    assert ("manifpt-fused", "freq+rgb") in acc and ("durall20", "image") in acc
+    assert all(len(r["values"]) == 2 for r in acc.values())
+    md = (exp / "learner-input" / "report.md").read_text()
+    assert "Learner × input" in md and "against the best baseline" in md and "What the fusion chose" in md
 
 
 def _shrunk(preset: str):

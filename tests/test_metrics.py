@@ -154,3 +154,28 @@ def test_paired_table_aligns_seeds_and_compares_with_the_best() -> None:
     # b by seed: 0 → 0.7, 1 → 0.65, 2 → 0.6; a − b per seed = 0.2, 0.15, 0.25 → b − a = −0.2 on average
     assert body == [["b", "-20.0", body[0][2], body[0][3], "0.25", "3"]]
     assert paired_table(rows[:1]) is None
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 30])
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_mean_ci_matches_scipy_t_interval(n: int, confidence: float) -> None:
+    from scipy import stats
+
+    from manifpt.metrics import mean_ci, paired_difference
+
+    v = np.random.default_rng(n).normal(0.6, 0.05, n)
+    mean, low, high = mean_ci(v, confidence)
+    ref_low, ref_high = stats.t.interval(confidence, n - 1, loc=v.mean(), scale=stats.sem(v))
+    assert mean == pytest.approx(v.mean()) and low < mean < high
+    assert (low, high) == pytest.approx((ref_low, ref_high), rel=1e-12)
+    # the paired difference's interval is the same computation on the per-seed differences
+    d = paired_difference(v, v / 2, confidence)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx(stats.t.interval(confidence, n - 1, loc=(v / 2).mean(),
+                                                                          scale=stats.sem(v / 2)), rel=1e-12)
+
+
+def test_mean_ci_of_one_or_identical_values() -> None:
+    from manifpt.metrics import mean_ci
+
+    assert mean_ci([0.7]) == (0.7, -np.inf, np.inf)
+    assert mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)

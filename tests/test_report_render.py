@@ -130,6 +130,9 @@ def test_compare_report_renders(browser, compare_run: Path) -> None:
     assert report_problems(browser, compare_run / "report.html", "manifpt compare: model") == []
     srcs = [src for src, _, _ in render(browser, compare_run / "report.html")["images"]]
     assert "figures/robustness.png" in srcs and any(s.startswith("figures/confusion-") for s in srcs)
+    # two methods over two seeds: the accuracy bars + paired differences, under a file-name-safe task name
+    # (report_problems above has checked that it loads)
+    assert [s for s in srcs if s.startswith("figures/accuracy-")] == ["figures/accuracy-model-attribution.png"]
 
 
 def test_fit_report_renders(browser, fit_run: Path) -> None:

@@ -4,10 +4,15 @@ One table in the style of the paper's Tab. 1 (accuracy ± std and FD ratio per m
 methods see the images; ManiFPT sees artifacts; every method is trained on the training + validation
 part of the same per-seed stratified split and tested on the same test part (ManiFPT early-stops on
 the validation part, the baselines carve their own validation set from it).
+
+``learners`` puts other learners on the same artifacts (``manifpt.learners``: trained on the
+training part, early-stopped on the validation part, like the attributor), and ``fuse`` adds their
+late fusion chosen on the validation part (``manifpt.fusion``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +25,10 @@ from pydantic import Field
 from .attribute.config import WithAttributor
 from .cache import write_json
 from .data import GeneratedSet, ImageSet, check_reencode
+from .errors import UsageError, check_name
 from .evaluate import SeedResult, artifact_structure_rows, evaluate, result_rows
+from .fusion import FusedMethod
+from .learners import LEARNERS, learner_factory, learner_method_name
 from .perturb import parse_specs
 from .pipeline import check_labels, check_run, image_groups, manifpt_method, open_sets, shortcut_audit
 from .progress import STAGES
@@ -56,6 +64,10 @@ class CompareConfig(WithAttributor):
     group_by: str | None = None  # group-aware split (``pipeline.image_groups``)
     reencode: str | None = None  # every image re-encoded this way first, e.g. jpeg:90 (format-matched)
     audit: bool = True  # the shortcut audit (``manifpt.audit``) in the report
+    #: the learners trained on every space × projection's artifacts (``manifpt.learners``): ``attributor``
+    #: is ManiFPT as published; ``linear``, ``wang20``, ``marra19`` separate the input from the learner
+    learners: list[str] = Field(default_factory=lambda: ["attributor"])
+    fuse: bool = False  # add ``manifpt-fused``: late fusion of every one of those methods (``manifpt.fusion``)
 
 
 @dataclass
@@ -104,6 +116,10 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
     STAGES.reset()
     t_start = time.perf_counter()
     check_run(cfg.real, cfg.generated, out, cfg.target, cfg.seeds, cfg.spaces, cfg.projections, cfg.methods)
+    for learner in cfg.learners:
+        check_name("learner", learner, LEARNERS)
+    if cfg.fuse and not (cfg.spaces and cfg.projections and cfg.learners):
+        raise UsageError("fuse needs at least one space, projection and learner to fuse")
     perturbations, augmentations = parse_specs(cfg.perturb), parse_specs(cfg.augment)
     if sets is not None and sets[0].reencode != check_reencode(cfg.reencode):
         sets = None  # opened without the re-encoding this run asks for
@@ -139,9 +155,17 @@ def compare_run(cfg: CompareConfig, out: str | Path | None = None, show_progress
                     real_set, gen, keep, space, cfg.attributor, projection=proj,
                     space_options=cfg.space_options.get(space), projection_options=cfg.projection_options.get(proj),
                     backend=cfg.backend, size=cfg.size, per_space_arch=True, show_progress=show_progress)
-            methods.append(prepare(method, manifold.artifacts, *wild))
+            prepare(method, manifold.artifacts, *wild)  # perturbed / augmented inputs: once for every learner
+            for learner in cfg.learners:
+                make = learner_factory(learner, cfg.attributor, method.input_shape, manifold.space.positional,
+                                       cfg.baseline_options.get(learner), show_progress)
+                methods.append(method if learner == "attributor" else dataclasses.replace(
+                    method, name=learner_method_name(method.name, learner), model=None, make=make,
+                    perturbed=dict(method.perturbed)))
             structure_rows += artifact_structure_rows(method.X, table, cfg.target, task, space, [cfg.target],
                                                       method=method.name)
+    if cfg.fuse:
+        methods.append(FusedMethod(list(methods)))
     for name in cfg.methods:
         opts = cfg.baseline_options.get(name, {})
         base = BaselineMethod(name, images, lambda seed, n=name, o=opts: get_baseline(n, seed=seed, **o))

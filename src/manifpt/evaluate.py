@@ -165,7 +165,8 @@ def artifact_structure_rows(artifacts: np.ndarray, table: list[dict[str, str]], 
 
 @dataclass
 class ArrayMethod:
-    """ManiFPT in one space: an ``Attributor`` on precomputed artifacts (or any feature array)."""
+    """ManiFPT in one space: an ``Attributor`` on precomputed artifacts (or any learner of
+    ``manifpt.learners`` on any feature array)."""
 
     name: str
     space: str
@@ -175,10 +176,28 @@ class ArrayMethod:
     model: Any = None
     X_fit: np.ndarray | None = None  # training inputs where they differ from X (augmented, ``robustness``)
     perturbed: dict[str, tuple[np.ndarray, Any]] = field(default_factory=dict)
+    #: keep every fitted model by (seed, split), so that a method combining this one (``manifpt.fusion``)
+    #: reuses the fit of the same seed and split instead of training it again
+    keep_fits: bool = False
+    _fits: dict[tuple[int, str], Any] = field(default_factory=dict, init=False, repr=False)
 
     def fit(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> None:
+        self.model = self.fitted(train, val, labels, seed)
+
+    def fitted(self, train: np.ndarray, val: np.ndarray, labels: np.ndarray, seed: int) -> Any:
+        """The model trained on ``train`` (early-stopped on ``val``) with ``seed``; from ``keep_fits``'
+        memory when this seed and split were fitted before."""
+        import hashlib
+
+        split = b"".join(np.ascontiguousarray(a).tobytes() for a in (train, val, labels))
+        key = (seed, hashlib.sha1(split).hexdigest())
+        if key in self._fits:
+            return self._fits[key]
         X = self.X if self.X_fit is None else self.X_fit
-        self.model = self.make(seed).fit(X[train], labels[train], X[val], labels[val])
+        model = self.make(seed).fit(X[train], labels[train], X[val], labels[val])
+        if self.keep_fits:
+            self._fits[key] = model
+        return model
 
     def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return self.predict_inputs(self.X[idx])

@@ -177,3 +177,88 @@ def robustness_figure(rows: list[dict], path: str | Path, metric: str = "accurac
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, max(1, len(labels))),
                fontsize=7, frameon=False)
     return save_figure(fig, path)
+
+
+def _ci_bars(centre_low_high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (centre, low, high) → which rows have a bounded interval, and their error-bar lengths
+    (2 × k, as ``errorbar`` wants): a single seed's unbounded interval gets no bar, not an infinite one."""
+    c = np.asarray(centre_low_high, np.float64).reshape(-1, 3)
+    ok = np.isfinite(c).all(axis=1)
+    return ok, np.abs(c[ok, 1:] - c[ok, :1]).T
+
+
+def accuracy_figure(rows: list[dict], path: str | Path, task: str | None = None, metric: str = "accuracy",
+                    chance: float | None = None) -> Path:
+    """Left: one bar per method (mean over seeds, %, best on top; ManiFPT blue, baselines grey) with the
+    95 % t interval of its per-seed values (``metrics.mean_ci``; none for one seed), chance dashed.
+    Right, when two methods have several seeds: each one's paired difference from the best (points,
+    95 % CI, the numbers of ``report.paired_table``). Both are needed: seeds share splits, so two
+    methods' overlapping bars can still differ significantly, which only the paired interval shows."""
+    from .metrics import mean_ci
+    from .report import method_label, paired_differences
+
+    rows = sorted((r for r in rows if r["metric"] == metric and "perturbation" not in r and r.get("values")
+                   and (task is None or r["task"] == task)), key=lambda r: r["mean"])  # barh fills from the bottom
+    paired = paired_differences(rows, metric=metric)
+    fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(10 if paired else 5.5, 1.3 + 0.3 * len(rows)),
+                             squeeze=False)
+    ax, y = axes[0][0], np.arange(len(rows))
+    stats = 100 * np.array([mean_ci(r["values"]) for r in rows]).reshape(-1, 3)
+    ax.barh(y, stats[:, 0], color=["C0" if r["method"].startswith("manifpt") else "0.6" for r in rows])
+    ok, err = _ci_bars(stats)
+    ax.errorbar(stats[ok, 0], y[ok], xerr=err, fmt="none", ecolor="k", capsize=3, lw=1)
+    if chance is not None:
+        ax.axvline(100 * chance, color="0.3", ls="--", lw=1, label=f"chance ({100 * chance:.1f} %)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_yticks(y, [method_label(r["method"], r["space"]) for r in rows], fontsize=7)
+    ax.set(xlabel=f"{metric} (%): mean and 95 % CI over seeds", xlim=(0, 100))  # CIs clipped to the range
+    if paired:
+        ref, diffs = paired
+        ax, yd = axes[0][1], np.arange(len(diffs))
+        d = 100 * np.array([[x["mean"], x["ci_low"], x["ci_high"]] for _, x in diffs[::-1]])  # best on top
+        ok, err = _ci_bars(d)
+        ax.errorbar(d[ok, 0], yd[ok], xerr=err, fmt="o", ms=4, color="C3", capsize=3, lw=1)
+        ax.plot(d[~ok, 0], yd[~ok], "o", ms=4, mfc="none", color="C3")  # one common seed: no interval
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(yd, [method_label(*k) for k, _ in diffs[::-1]], fontsize=7)
+        ax.set(xlabel=f"paired difference from {method_label(*ref)} (points, 95 % CI)", ylim=(-0.7, len(diffs) - 0.3))
+    if task:
+        fig.suptitle(task, fontsize=9)
+    return save_figure(fig, path)
+
+
+def density_figure(n_real: list[int], values: list[list[float]], norms: list[float], path: str | Path,
+                   title: str | None = None) -> Path:
+    """Accuracy (%, mean and 95 % CI over seeds) and the mean artifact norm against the number of real
+    images forming the manifold (log x): a denser manifold puts x* nearer to x_G, and the two panels
+    show whether the smaller artifacts still tell the models apart."""
+    from .metrics import mean_ci
+
+    n = np.asarray(n_real, np.float64)
+    stats = 100 * np.array([mean_ci(v) for v in values]).reshape(-1, 3)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    left.plot(n, stats[:, 0], marker="o", ms=3)
+    ok, err = _ci_bars(stats)
+    left.errorbar(n[ok], stats[ok, 0], yerr=err, fmt="none", ecolor="C0", capsize=3, lw=1)
+    right.plot(n, norms, marker="o", ms=3, color="C1")
+    for ax, label in ((left, "accuracy (%): mean and 95 % CI"), (right, "mean ‖a‖")):
+        ax.set(xscale="log", xlabel="real images in the manifold", ylabel=label)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def theory_figure(models: list[str], d_p95: list[float], precision: list[float], recall: list[float],
+                  path: str | Path, title: str | None = None) -> Path:
+    """Each model's d_FPT (p95 of its artifact norms) against its k-NN precision and recall, points
+    labelled: App. A predicts d_FPT → 0 as precision → 1, so the left panel should fall to the right."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    for ax, x, name in ((axes[0], precision, "precision"), (axes[1], recall, "recall")):
+        ax.scatter(x, d_p95, s=14)
+        for m, xi, yi in zip(models, x, d_p95, strict=True):
+            ax.annotate(m, (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=6)
+        ax.set(xlabel=f"k-NN {name}", xlim=(-0.03, 1.03))
+    axes[0].set_ylabel("d_FPT (p95 of ‖a‖)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)

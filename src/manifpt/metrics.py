@@ -110,6 +110,22 @@ def kmeans_nmi(features: np.ndarray, labels: Sequence, seed: int = 0, n_init: in
     return float(normalized_mutual_info_score(labels, clusters))
 
 
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-seed values and its ``confidence`` interval from the t distribution with n − 1
+    degrees of freedom: (mean, low, high). The one place the reports' intervals come from (bars of
+    ``figures.accuracy_figure``, ``paired_difference``). One value (or none) bounds nothing: (−∞, ∞).
+    """
+    from scipy import stats
+
+    v = np.asarray(values, np.float64)
+    n = len(v)
+    mean = float(v.mean()) if n else float("nan")
+    if n < 2:
+        return mean, -np.inf, np.inf
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * float(v.std(ddof=1)) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Method A vs method B on the same splits (one value per seed, in the same seed order).
 
@@ -126,15 +142,14 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"paired values need the same length (got {a.shape} and {b.shape})")
     d = a - b
-    n, mean = len(d), float(d.mean()) if len(d) else float("nan")
+    n = len(d)
+    mean, low, high = mean_ci(d, confidence)
     nonzero = d[d != 0]
     sign_p = float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else 1.0
     if n < 2:
-        return {"n": n, "mean": mean, "ci_low": -np.inf, "ci_high": np.inf, "t_p": 1.0, "sign_p": sign_p}
-    sd = float(d.std(ddof=1))
-    if sd == 0:
+        t_p = 1.0
+    elif d.std(ddof=1) == 0:
         t_p = 1.0 if mean == 0 else 0.0
-        return {"n": n, "mean": mean, "ci_low": mean, "ci_high": mean, "t_p": t_p, "sign_p": sign_p}
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
-    t_p = float(stats.ttest_rel(a, b).pvalue)
-    return {"n": n, "mean": mean, "ci_low": mean - half, "ci_high": mean + half, "t_p": t_p, "sign_p": sign_p}
+    else:
+        t_p = float(stats.ttest_rel(a, b).pvalue)
+    return {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "t_p": t_p, "sign_p": sign_p}

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .attribute import Attributor, AttributorConfig
+from .attribute import AttributorConfig
 from .cache import cache_dir, hash_json
 from .data import GeneratedSet, ImageSet, load_factors, match_channels
 from .errors import DataError, UnknownNameError, UsageError, check_name
 from .evaluate import ArrayMethod
+from .learners import attributor_factory as attributor_factory
 from .manifold import Manifold
 from .progress import notice
 from .spaces import get_space
@@ -92,21 +93,6 @@ def check_overlap(table: list[dict[str, str]], allow: bool) -> None:
 def manifpt_name(projection: str) -> str:
     """Results-row method name: ``manifpt`` for the paper's nn1 artifacts, ``manifpt[<projection>]`` else."""
     return "manifpt" if projection == "nn1" else f"manifpt[{projection}]"
-
-
-def attributor_factory(config: AttributorConfig, input_shape: tuple[int, ...] | None, positional: bool = False,
-                       show_progress: bool = True) -> Callable[[int], Attributor]:
-    """seed → an unfitted ``Attributor`` with these settings (``positional``: the space's
-    ``Space.positional``, which gives the attributor coordinate channels). Under a Ray executor whose
-    cluster has several GPUs, each fit is data-parallel over them (``RayExecutor.ddp_workers``)."""
-    from .executor import current
-
-    ddp = getattr(current(), "ddp_workers", 1)
-
-    def make(seed: int) -> Attributor:
-        att = Attributor.from_config(config, input_shape, seed=seed, coords=positional, show_progress=show_progress)
-        return att.set_params(ddp_workers=ddp)
-    return make
 
 
 def manifpt_method(real_set: ImageSet, gen: GeneratedSet, keep: np.ndarray, space: str,

@@ -7,6 +7,7 @@ self-contained HTML page (figures are PNG files next to it), so the two never di
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ def write_report(out: Path, title: str, sections: Sequence[Section]) -> None:
 
 def fmt_pm(mean: float, std: float, n: int, pct: bool) -> str:
     scale = 100 if pct else 1
+    mean, std = (float("nan") if v is None else v for v in (mean, std))  # a NaN comes back from results.json as null
     return f"{mean * scale:.1f} ± {std * scale:.1f}" if n > 1 else f"{mean * scale:.3g}"
 
 
@@ -240,16 +242,19 @@ def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tupl
     return header, body
 
 
-def _by_seed(r: dict[str, Any]) -> dict[int, float]:
+def by_seed(r: dict[str, Any]) -> dict[int, float]:
     """A row's per-seed values by seed (by position for rows that do not name their seeds)."""
     return dict(zip(r.get("seeds", range(len(r["values"]))), r["values"], strict=True))
 
 
-def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
-                 against: tuple[str, str] | None = None) -> tuple[list[str], list[list[str]]] | None:
-    """Every method against one (``against``: (method, space); default the best mean) on the same
-    seeds' splits: mean difference (points), 95 % CI, paired t-test and sign-test p-values
-    (``metrics.paired_difference``). ``None`` with fewer than two methods or seeds."""
+Key = tuple[str, str]  # (method, space)
+
+
+def paired_differences(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
+                       against: Key | None = None) -> tuple[Key, list[tuple[Key, dict[str, float]]]] | None:
+    """Every method against one (``against``: (method, space); default the best mean) on the seeds
+    both have (``metrics.paired_difference``), best first: ``(reference, [(method, difference)])``.
+    ``None`` with fewer than two methods with several seeds. One computation for the table and the figure."""
     from .metrics import paired_difference
 
     rows = [r for r in rows if r["metric"] == metric and "perturbation" not in r and (task is None or r["task"] == task)
@@ -258,19 +263,62 @@ def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric
         return None
     by = {(r["method"], r["space"]): r for r in rows}
     ref = against if against in by else max(by, key=lambda k: by[k]["mean"])
-    base = by[ref]
-    body = []
+    b = by_seed(by[ref])
+    out = []
     for key, r in sorted(by.items(), key=lambda kv: -kv[1]["mean"]):
-        if key == ref:
-            continue
-        a, b = _by_seed(r), _by_seed(base)
-        common = sorted(set(a) & set(b))
-        d = paired_difference([a[s] for s in common], [b[s] for s in common])
-        body.append([method_label(*key), f"{100 * d['mean']:+.1f}",
-                     f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]", f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}",
-                     str(d["n"])])
+        if key != ref:
+            a = by_seed(r)
+            common = sorted(set(a) & set(b))
+            out.append((key, paired_difference([a[s] for s in common], [b[s] for s in common])))
+    return ref, out
+
+
+def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
+                 against: Key | None = None) -> tuple[list[str], list[list[str]]] | None:
+    """Every method against one (``against``: (method, space); default the best mean) on the same
+    seeds' splits: mean difference (points), 95 % CI, paired t-test and sign-test p-values
+    (``paired_differences``). ``None`` with fewer than two methods or seeds."""
+    paired = paired_differences(rows, task, metric, against)
+    if paired is None:
+        return None
+    ref, diffs = paired
+    body = [[method_label(*key), f"{100 * d['mean']:+.1f}", f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]",
+             f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}", str(d["n"])] for key, d in diffs]
     return ([f"method − {method_label(*ref)}", "difference (points)", "95 % CI", "paired t p", "sign test p",
              "seeds"], body)
+
+
+def slug(text: str) -> str:
+    """A task name as a safe file-name part: ``model-type:fmnist`` → ``model-type-fmnist``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def accuracy_sections(rows: Sequence[dict[str, Any]], out: Path, folder: str = "", metric: str = "accuracy",
+                      chance: float | None = None) -> list[Section]:
+    """One section per (task, target) whose clean ``metric`` rows have several seeds for ≥ 2 methods:
+    ``figures.accuracy_figure`` in ``out/folder/accuracy-<task>.png`` (the target added where a task has
+    several), its path relative to ``out``. Drawn from the rows alone, so every study's report and the
+    compare report get it without code of their own."""
+    from .figures import accuracy_figure
+
+    methods: dict[tuple[str, str], set[Key]] = {}
+    for r in rows:
+        if r["metric"] == metric and "perturbation" not in r and len(r.get("values", [])) > 1:
+            methods.setdefault((r["task"], r["target"]), set()).add((r["method"], r["space"]))
+    groups = [g for g, m in methods.items() if len(m) >= 2]
+    sections = []
+    for task, target in groups:
+        several = sum(t == task for t, _ in groups) > 1
+        name = f"{slug(metric)}-{slug(f'{task}-{target}' if several else task)}.png"
+        rel = f"{folder}/{name}" if folder else name
+        accuracy_figure([r for r in rows if (r["task"], r["target"]) == (task, target)], out / rel, task, metric,
+                        chance)
+        sections.append(Section(
+            f"{task}{f' ({target})' if several else ''}: {metric} per method and paired differences from the best",
+            "Left: mean over seeds (%) with the 95 % t interval of the per-seed values. Right: each method minus "
+            "the best on the same seeds' splits, with its 95 % CI (the paired-differences table); an interval "
+            "that excludes 0 is a difference significant at 5 %.", figures=[rel]))
+    return sections
 
 
 def robustness_table(rows: Sequence[dict[str, Any]], task: str | None = None,
@@ -304,6 +352,7 @@ def write_compare_report(out: Path, cfg: dict[str, Any], rows: list[dict[str, An
                                 "A difference is significant at 5 % when its CI excludes 0 (t-test); the sign test "
                                 "assumes nothing about the differences but cannot reach 5 % with fewer than 6 seeds.",
                                 tables=[paired]))
+    sections += accuracy_sections(rows, out, "figures", chance=1 / len(classes))
     keys = sorted({(r.method, r.space) for r in results}, key=lambda k: (k[0].startswith("manifpt"), k))
     fig_paths = []
     for m, s in keys:

@@ -6,6 +6,10 @@ loss of a stratified validation split carved out of the training data only (the 
 weights restored). Networks take the *raw* uint8 images and a ``transform`` that turns one
 mini-batch into their input on the device (a 3×256×256 co-occurrence stack is 768 KiB an image:
 too large to hold for a whole set).
+
+The learners of ``array_inputs`` baselines also train on float arrays (artifacts, spectra:
+``manifpt.learners``), standardised per element with the training set's statistics, as the ManiFPT
+attributor standardises its inputs; N×D vectors get the MLP of ``manifpt.nn.nets``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..runtime import default_device, to_float_tensor
 from ..spaces.cnn import IMAGENET_MEAN, IMAGENET_STD
 from ..splits import stratified_split
 from .base import Baseline, check_images
+from .base import check_arrays as check_arrays
 
 GRAY_MEAN = sum(IMAGENET_MEAN) / 3
 GRAY_STD = sum(IMAGENET_STD) / 3
@@ -42,10 +47,17 @@ def predict_proba(model: nn.Module, X: np.ndarray, *, transform: Transform, batc
     return apply(model, X, lambda m, x: torch.softmax(m(x).double(), 1), transform=transform, batch_size=batch_size)
 
 
-def chw_shape(images: np.ndarray) -> tuple[int, int, int]:
-    """(C, H, W) of a uint8 N×H×W(×3) batch."""
+def chw_shape(images: np.ndarray) -> tuple[int, ...]:
+    """(C, H, W) of a uint8 N×H×W(×3) batch; a float array's own shape after N (C×H×W or D)."""
+    if np.asarray(images).dtype != np.uint8:
+        return tuple(check_arrays(images).shape[1:])
     images = check_images(images)
     return (1, *images.shape[1:3]) if images.ndim == 3 else (3, *images.shape[1:3])
+
+
+def net_arch(arch: str, shape: tuple[int, ...]) -> str:
+    """``arch`` for image-shaped inputs; the MLP for vectors, which no image CNN takes."""
+    return arch if len(shape) == 3 else "mlp"
 
 
 class CNNBaseline(Baseline):
@@ -69,35 +81,66 @@ class CNNBaseline(Baseline):
     device: str | None
     seed: int
 
+    def fit(self, images: np.ndarray, y: object, X_val: np.ndarray | None = None, y_val: object = None) -> CNNBaseline:
+        """``Baseline.fit``; float arrays are standardised per element with their statistics here."""
+        images = self._inputs(images)
+        self.input_shape_ = chw_shape(images)
+        self.input_stats_ = None
+        if images.dtype != np.uint8:
+            x = images.astype(np.float64)
+            self.input_stats_ = (x.mean(0).astype(np.float32), x.std(0).clip(1e-6).astype(np.float32))
+            del x
+        super().fit(images, y, X_val, y_val)
+        return self
+
     def _transform(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
-        return image_tensor(batch, device)
+        if batch.dtype == np.uint8:
+            return image_tensor(batch, device)
+        mean, std = (torch.from_numpy(s).to(device) for s in self.input_stats_)
+        return (torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device) - mean) / std
+
+    def _check_fitted_inputs(self, images: np.ndarray) -> None:
+        """Inputs of the kind and shape the network was fitted on (uint8 images or float arrays)."""
+        arrays = images.dtype != np.uint8
+        if arrays != (getattr(self, "input_stats_", None) is not None) or chw_shape(images) != self.input_shape_:
+            kind = "float arrays" if self.input_stats_ is not None else "uint8 images"
+            raise ValueError(f"{self.name} was fitted on {kind} of shape {self.input_shape_}, got "
+                             f"{'float arrays' if arrays else 'uint8 images'} of shape {chw_shape(images)}")
+        self._check(images)
 
     def _check(self, images: np.ndarray) -> None:
         """Raise if these (already contract-checked) images cannot go through the fitted network."""
 
     def _train(self, model: nn.Module, images: np.ndarray, codes: np.ndarray, *, lr: float | None = None,
-               transform: Transform | None = None, seed: int | None = None) -> History:
-        """``fit_classifier`` at constant ``lr``, early-stopped on the loss of a stratified
-        ``val_fraction`` of the training images (no validation when a class has too few)."""
+               transform: Transform | None = None, seed: int | None = None,
+               val: tuple[np.ndarray, np.ndarray] | None = None) -> History:
+        """``fit_classifier`` at constant ``lr``, early-stopped on the loss of ``val`` (inputs, codes),
+        else of the validation set given to ``fit``, else of a stratified ``val_fraction`` of the
+        training images (no validation when a class has too few)."""
         seed = self.seed if seed is None else seed
         cfg = TrainConfig(lr=self.lr if lr is None else lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
                           epochs=self.max_epochs, patience=self.patience, eval_batch_size=self.batch_size)
-        split = stratified_split(codes, (1 - self.val_fraction, self.val_fraction, 0.0), seed)
-        tr, va = split["train"], split["val"]
-        return fit_classifier(model, images[tr], codes[tr], images[va], codes[va], config=cfg,
-                              transform=transform or self._transform, device=default_device(self.device), seed=seed)
+        val = val if val is not None else getattr(self, "_val", None)
+        if val is not None:
+            X, y, Xv, yv = images, codes, *val
+        else:
+            split = stratified_split(codes, (1 - self.val_fraction, self.val_fraction, 0.0), seed)
+            tr, va = split["train"], split["val"]
+            X, y, Xv, yv = images[tr], codes[tr], images[va], codes[va]
+        return fit_classifier(model, X, y, Xv, yv, config=cfg, transform=transform or self._transform,
+                              device=default_device(self.device), seed=seed)
 
     def _proba(self, images: np.ndarray) -> np.ndarray:
         if not len(images):
             return np.zeros((0, len(self.classes_)))
-        self._check(images)
+        self._check_fitted_inputs(images)
         return predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """Penultimate activations float32 N×F (the inputs of the network's head); requires ``fit``."""
         check_is_fitted(self, "model_")
-        images = check_images(images)
-        self._check(images)
+        images = self._inputs(images)
+        self._check_fitted_inputs(images)
         return layer_inputs(self.model_, self.model_.head, images, transform=self._transform,
                             batch_size=self.batch_size)
 

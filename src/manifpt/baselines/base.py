@@ -58,6 +58,19 @@ def check_images(images: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected N×H×W or N×H×W×3 uint8 images, got shape {images.shape}")
 
 
+def check_arrays(x: np.ndarray) -> np.ndarray:
+    """Validate the array contract of learners that take any input (``Baseline.array_inputs``): a
+    floating-point N×C×H×W array (an image-shaped artifact, a spectrum) or N×D (a vector), finite."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"array inputs must be floating point, got {x.dtype}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"expected N×C×H×W or N×D float inputs, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("array inputs hold NaN or infinite values")
+    return x
+
+
 def to_gray(images: np.ndarray) -> np.ndarray:
     """uint8 N×H×W(×3) → float64 N×H×W grayscale (BT.601 luma for RGB, unrounded)."""
     images = check_images(images)
@@ -108,6 +121,12 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
     ``images``: uint8 N×H×W or N×H×W×3; ``y``: labels of any hashable type (kept in ``classes_``,
     sorted, which is also the column order of ``predict_proba``). Subclasses implement ``features``
     (the representation), ``_fit_codes`` (training on integer class codes) and ``_proba``.
+
+    A baseline whose learner is not tied to images (``array_inputs``: the CNN baselines) also takes
+    float N×C×H×W or N×D arrays (``check_arrays``), e.g. artifacts: the same learner on another input
+    (``manifpt.learners``). ``fit(..., X_val, y_val)`` gives such a learner its early-stopping set
+    instead of one it carves from the training images; baselines that choose their parameters by
+    internal cross-validation ignore it.
     """
 
     name: ClassVar[str] = "?"
@@ -124,6 +143,8 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
             cls.deviations = bullets(cls.deviations)
     #: ``True`` when ``features`` is learned (a CNN's penultimate layer) and so needs ``fit`` first
     learned_features: ClassVar[bool] = False
+    #: ``True`` when the learner also takes float arrays (``check_arrays``), not only uint8 images
+    array_inputs: ClassVar[bool] = False
 
     @abstractmethod
     def features(self, images: np.ndarray) -> np.ndarray:
@@ -137,8 +158,15 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
     def _proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities float64 N×K, columns in ``classes_`` order."""
 
-    def fit(self, images: np.ndarray, y: Any) -> Baseline:
-        images = check_images(images)
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        """The image contract, or the array contract where the learner takes arrays."""
+        x = np.asarray(x)
+        if x.dtype != np.uint8 and self.array_inputs:
+            return check_arrays(x)
+        return check_images(x)
+
+    def fit(self, images: np.ndarray, y: Any, X_val: np.ndarray | None = None, y_val: Any = None) -> Baseline:
+        images = self._inputs(images)
         y = np.asarray(y)
         if len(y) != len(images):
             raise ValueError(f"{len(images)} images but {len(y)} labels")
@@ -146,16 +174,27 @@ class Baseline(ClassifierMixin, BaseEstimator, ABC):
         if len(enc.classes_) < 2:
             raise ValueError("need at least two classes to fit an attributor")
         self.classes_ = enc.classes_
+        self._val = None
+        if X_val is not None and len(X_val):
+            X_val, y_val = self._inputs(X_val), np.asarray(y_val)
+            unknown = sorted(set(y_val.tolist()) - set(enc.classes_.tolist()))
+            if len(y_val) != len(X_val) or unknown or X_val.shape[1:] != images.shape[1:]:
+                del self.classes_
+                raise ValueError(f"validation set: {len(X_val)} inputs of shape {X_val.shape[1:]}, {len(y_val)} "
+                                 f"labels, unknown classes {unknown[:3]}; training inputs are {images.shape[1:]}")
+            self._val = (X_val, enc.transform(y_val).astype(np.int64))
         try:
             self._fit_codes(images, enc.transform(y).astype(np.int64))
         except BaseException:
             del self.classes_  # a failed fit must not look fitted
             raise
+        finally:
+            self._val = None
         return self
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        return self._proba(check_images(images))
+        return self._proba(self._inputs(images))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The most probable class of each image (argmax of ``predict_proba``, so the two always agree)."""

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..estimator import store_params
 from ..nn.nets import Net, build_net
-from ._cnn import CNNBaseline, chw_shape, layer_inputs, predict_proba
+from ._cnn import CNNBaseline, chw_shape, layer_inputs, net_arch, predict_proba
 from .base import register_baseline
 from .yu19 import add_aux_loss
 
@@ -101,6 +101,7 @@ class Marra19(CNNBaseline):
     the final network's features, ``classes_`` order).
     """
 
+    array_inputs = True
     paper = """F. Marra, C. Saltori, G. Boato, L. Verdoliva. Incremental learning for the detection and
     classification of GAN-generated images. IEEE International Workshop on Information Forensics and Security (WIFS)
     2019, pp. 1-6; arXiv:1910.01568."""
@@ -118,6 +119,9 @@ class Marra19(CNNBaseline):
     - AdamW with early stopping on the cross-entropy of a stratified 20 % validation split of each step's training data
       (new images + exemplars; best epoch restored) instead of iCaRL's SGD schedule; few epochs on CPU (max_epochs=15
       per step). No data augmentation.
+    - As a learner on float arrays (artifacts; `manifpt.learners`), inputs are standardised per element with training
+      statistics; N×D vectors get the MLP. Given a validation set (`fit(X, y, X_val, y_val)`), each step early-stops on
+      its part of the sources seen so far.
     """
 
     def __init__(self, n_tasks: int = 2, memory_size: int = 2000, classifier: str = "nme", distill_weight: float = 1.0,
@@ -129,6 +133,15 @@ class Marra19(CNNBaseline):
     def _unit_features(self, images: np.ndarray) -> np.ndarray:
         f = layer_inputs(self.model_, self.model_.head, images, transform=self._transform, batch_size=self.batch_size)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    def _step_val(self, rank: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The validation set given to ``fit`` restricted to the sources seen so far (internal codes),
+        or ``None`` (a split carved from each step's training data)."""
+        if self._val is None:
+            return None
+        X_val, internal = self._val[0], rank[self._val[1]]
+        keep = internal < n_seen
+        return X_val[keep], internal[keep]
 
     def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
         k = len(self.classes_)
@@ -145,7 +158,8 @@ class Marra19(CNNBaseline):
         rank[order] = np.arange(k)
         internal = rank[codes]
         torch.manual_seed(self.seed)
-        self.model_ = build_net(self.arch, chw_shape(images), k, pretrained=True, depth=self.depth)
+        self.model_ = build_net(net_arch(self.arch, chw_shape(images)), chw_shape(images), k, pretrained=True,
+                                depth=self.depth)
         memory: dict[int, np.ndarray] = {}  # internal class → indices into images, herding order
         old: Net | None = None
         self.steps_: list[dict[str, Any]] = []
@@ -154,7 +168,7 @@ class Marra19(CNNBaseline):
             new = np.flatnonzero(np.isin(internal, group))
             idx = np.concatenate([new, *(memory[c] for c in range(n_old))])
             step = _IncrementalStep(self.model_, n_seen, old, n_old, self.temperature, self.distill_weight)
-            res = self._train(step, images[idx], internal[idx], seed=self.seed + t)
+            res = self._train(step, images[idx], internal[idx], seed=self.seed + t, val=self._step_val(rank, n_seen))
             per_class = self.memory_size // n_seen
             for c in range(n_old):
                 memory[c] = memory[c][:per_class]
@@ -177,6 +191,7 @@ class Marra19(CNNBaseline):
         k = len(self.classes_)
         if not len(images):
             return np.zeros((0, k))
+        self._check_fitted_inputs(images)
         if self.classifier == "softmax":
             p = predict_proba(self.model_, images, transform=self._transform, batch_size=self.batch_size)
             return p[:, self.order_.argsort()]  # head column i is class code order_[i]

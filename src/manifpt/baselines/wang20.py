@@ -22,7 +22,7 @@ from ..estimator import store_params
 from ..nn.nets import build_net
 from ..perturb import gaussian_blur, jpeg_roundtrip  # the perturbations `--perturb` tests with, too
 from ..runtime import default_device
-from ._cnn import CNNBaseline, chw_shape, image_tensor
+from ._cnn import CNNBaseline, chw_shape, image_tensor, net_arch
 from .base import check_images, register_baseline
 
 __all__ = ["Wang20", "blur_jpeg", "gaussian_blur", "image_tensor", "jpeg_roundtrip"]
@@ -58,13 +58,18 @@ class _AugmentingTransform:
         self.owner, self.model, self.rng = owner, model, rng
 
     def __call__(self, batch: np.ndarray, device: torch.device) -> torch.Tensor:
+        o = self.owner
+        images = batch.dtype == np.uint8
         if self.model.training:
-            o = self.owner
-            batch = blur_jpeg(batch, self.rng, o.blur_prob, tuple(o.blur_sigma), o.jpeg_prob, tuple(o.jpeg_quality))
-            if o.flip:
+            if images:
+                batch = blur_jpeg(batch, self.rng, o.blur_prob, tuple(o.blur_sigma), o.jpeg_prob, tuple(o.jpeg_quality))
+            else:  # an array (an artifact): blur and JPEG are operations on images, flips still apply
+                batch = np.array(batch, copy=True)
+            if o.flip and batch.ndim >= 3:
                 flip = self.rng.random(len(batch)) < 0.5
-                batch[flip] = batch[flip][:, :, ::-1]
-        return image_tensor(batch, device)
+                axis = 2 if images else batch.ndim - 1  # W of N×H×W(×3) images, of N×C×H×W arrays
+                batch[flip] = np.flip(batch[flip], axis)
+        return o._transform(batch, device)
 
 
 @register_baseline("wang20")
@@ -79,6 +84,7 @@ class Wang20(CNNBaseline):
     penultimate activations (the inputs of the new head); they need ``fit`` first.
     """
 
+    array_inputs = True
     paper = """S.-Y. Wang, O. Wang, R. Zhang, A. Owens, A. A. Efros. CNN-Generated Images Are Surprisingly Easy to
     Spot... for Now. IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) 2020, pp. 8695-8704;
     arXiv:1912.11035."""
@@ -96,6 +102,8 @@ class Wang20(CNNBaseline):
       of the training data (un-augmented; best epoch restored) instead of the paper's lr ÷ 10 on plateau until 1e-6; few
       epochs on CPU (max_epochs=15). lr 1e-3 when training from scratch.
     - Grayscale images enter as one channel, normalised with the channel-averaged ImageNet statistics.
+    - As a learner on float arrays (artifacts; `manifpt.learners`), inputs are standardised per element with training
+      statistics and only the flips augment (blur and JPEG act on images); N×D vectors get the MLP.
     """
 
     def __init__(self, arch: str = "auto", depth: int = 2, pretrained: bool = True, blur_prob: float = 0.5,
@@ -107,7 +115,8 @@ class Wang20(CNNBaseline):
 
     def _fit_codes(self, images: np.ndarray, codes: np.ndarray) -> None:
         device = default_device(self.device)
-        self.arch_ = self.arch if self.arch != "auto" else ("resnet50" if device.type == "cuda" else "cifar_resnet")
+        self.arch_ = net_arch(self.arch if self.arch != "auto" else
+                              ("resnet50" if device.type == "cuda" else "cifar_resnet"), chw_shape(images))
         torch.manual_seed(self.seed)
         self.model_ = build_net(self.arch_, chw_shape(images), len(self.classes_), pretrained=self.pretrained,
                                 depth=self.depth)

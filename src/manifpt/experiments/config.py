@@ -50,6 +50,14 @@ class ExperimentConfig(BaseModel):
     #: blur σ ∈ [0, 3]; as grids that avoid the test strengths, so that augmentation is not tuned on them)
     robustness_perturb: list[str] = Field(default_factory=lambda: ["jpeg:90,75,50", "resize:0.5", "blur:1"])
     robustness_augment: list[str] = Field(default_factory=lambda: ["jpeg:95,85,65,40,30", "blur:0.5,1.5,2.5"])
+    #: the learner × input study (``manifpt.learners``): each learner on the artifacts of each space × projection
+    #: (``raw``: the embedding itself, the raw control), their late fusion (``manifpt.fusion``) and these baselines
+    #: on images, over enough seeds for paired tests
+    grid_learners: list[str] = Field(default_factory=lambda: ["attributor", "linear", "wang20", "marra19"])
+    grid_spaces: list[str] = Field(default_factory=lambda: ["rgb", "freq"])
+    grid_projections: list[str] = Field(default_factory=lambda: ["nn1", "raw"])
+    grid_baselines: list[str] = Field(default_factory=lambda: ["marra19", "wang20"])
+    grid_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
 
 
 def load_experiment_config(name_or_path: str | Path) -> ExperimentConfig:

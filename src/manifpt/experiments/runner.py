@@ -12,13 +12,13 @@ from typing import Any
 
 from ..cache import write_json
 from ..errors import UnknownNameError
-from ..report import Section, results_table, write_report
+from ..report import Section, accuracy_sections, results_table, write_report
 from .config import ExperimentConfig
 from .context import Context
 from .studies import STUDIES
 
 ORDER = ("model-type", "train-data", "layer-type", "cross-dataset", "figures", "theory", "density", "projection",
-         "openset", "robustness")
+         "openset", "robustness", "learner-input")
 
 
 def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, data_root: str | Path, *,
@@ -51,12 +51,16 @@ def run_experiments(names: list[str], cfg: ExperimentConfig, out: str | Path, da
             rows, sections = STUDIES[name](ctx, sub)
             timings[name] = time.perf_counter() - t0
             write_json(sub / "results.json", rows)
-            write_report(sub, f"manifpt experiment {name} ({cfg.name})", sections)
+        # the accuracy/paired figures are drawn from the rows on every run (not kept in done.json), so a
+        # study finished before they existed gets them when resumed
+        plots = accuracy_sections(rows, sub)
+        write_report(sub, f"manifpt experiment {name} ({cfg.name})", [*sections, *plots])
+        if done is None:
             write_json(sub / "done.json", {"config_key": key, "seconds": timings[name],  # written last
                                            "sections": [dataclasses.asdict(s) for s in sections]})
         all_rows += rows
         all_sections += [Section(f"{name}: {s.title}", s.text, s.tables, [f"{name}/{f}" for f in s.figures])
-                         for s in sections]
+                         for s in (*sections, *plots)]
     meta = {"preset": cfg.name, "experiments": names, "seconds": timings, "resumed": sorted(resumed_names),
             "prepare_seconds": ctx.timings,
             "total_seconds": time.perf_counter() - t_start,

@@ -239,6 +239,7 @@ def figures(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
 @study("theory")
 def theory(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
     """App. A: per model d_FPT (max / p95 artifact norm) next to k-NN precision and recall."""
+    from ..figures import theory_figure
     from ..theory import d_fpt, precision_recall
 
     p = _first(ctx)
@@ -273,8 +274,11 @@ def theory(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]
             f"{n_ref} real vs ≤ 1000 generated samples per model. Spearman ρ(d_FPT p95, precision) = "
             f"{rho_p95:.3f}; ρ(d_FPT max, precision) = {rho_max:.3f}. The theory predicts d_FPT → 0 as "
             "precision → 1, i.e. a negative correlation.")
+    fig = theory_figure(list(p.main_models), [x[0] for x in stats], [x[2] for x in stats], [x[3] for x in stats],
+                        out / f"theory-{p.name}.png", f"{space.upper()} space, {p.name}")
     return rows, [Section("Theory check (App. A): d_FPT vs precision and recall", text,
-                          tables=[(["model", "d_FPT max", "d_FPT p95", "mean ‖a‖", "precision", "recall"], body)])]
+                          tables=[(["model", "d_FPT max", "d_FPT p95", "mean ‖a‖", "precision", "recall"], body)],
+                          figures=[fig.name])]
 
 
 # --------------------------------------------------------------------------- 7. manifold density
@@ -283,9 +287,12 @@ def theory(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]
 @study("density")
 def density(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
     """New: accuracy and mean artifact norm as the number of real images forming the manifold grows."""
+    from ..figures import density_figure
+
     p = _first(ctx)
     space = ctx.cfg.density_space
     rows, body = [], []
+    sizes, values, norms = [], [], []  # the figure's curve
     n_real = len(list(p.real.glob("*.png")))
     for size in ctx.cfg.density_sizes:
         n = n_real if size == "all" else min(int(size), n_real)
@@ -300,8 +307,14 @@ def density(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section
         rows += [{**acc, "target": f"n_real={n}"}, row(task, f"n_real={n}", "manifpt", space, "artifact_norm_mean",
                                                         norm, 0.0, 1)]
         body.append([str(n), fmt_pm(acc["mean"], acc["std"], acc["n_seeds"], True), f"{norm:.4g}"])
+        sizes.append(n)
+        values.append(acc["values"])
+        norms.append(norm)
+    fig = density_figure(sizes, values, norms, out / f"density-{p.name}.png",
+                         f"{space.upper()} space, model-type task on {p.name}")
     return rows, [Section(f"Manifold density ({space.upper()} space, model-type task on {p.name})",
-                          tables=[(["real images in the manifold", "accuracy (%)", "mean ‖a‖"], body)])]
+                          tables=[(["real images in the manifold", "accuracy (%)", "mean ‖a‖"], body)],
+                          figures=[fig.name])]
 
 
 # --------------------------------------------------------------------------- 8. projection estimators
@@ -421,4 +434,116 @@ def robustness(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Sect
                  "the real manifold is untouched. `+aug`: trained with half of the training images perturbed by one "
                  f"of {', '.join(ctx.cfg.robustness_augment)} (the artifacts of augmented images computed once).",
             tables=[robustness_table(r, task)], figures=[fig.name]))
+    return rows, sections
+
+
+# --------------------------------------------------------------------------- 11. learner × input
+
+
+def _input_label(method: str, space: str) -> str:
+    """The input of a learner-grid method: ``RGB nn1``, ``FREQ raw``, ... (``images`` for a baseline)."""
+    if not method.startswith("manifpt"):
+        return "images (published recipe)"
+    base = method.split("@", 1)[0]
+    proj = base[len("manifpt["):-1] if base.startswith("manifpt[") else "nn1"
+    return f"{space.upper()} {proj}"
+
+
+def _learner_of(method: str) -> str:
+    if method == "manifpt-fused":
+        return "fused"
+    if not method.startswith("manifpt"):
+        return method
+    return method.split("@", 1)[1] if "@" in method else "attributor"
+
+
+def _paired_pairs(rows: list[dict[str, Any]], pairs: list[tuple[tuple[str, str], tuple[str, str]]],
+                  labels: list[str]) -> tuple[list[str], list[list[str]]]:
+    """One line per (A, B) pair: A − B seed by seed (``metrics.paired_difference``), in points."""
+    from ..metrics import paired_difference
+    from ..report import by_seed
+
+    by = {(r["method"], r["space"]): r for r in rows}
+    body = []
+    for label, (a, b) in zip(labels, pairs, strict=True):
+        if a not in by or b not in by:
+            continue
+        va, vb = by_seed(by[a]), by_seed(by[b])
+        common = sorted(set(va) & set(vb))
+        d = paired_difference([va[s] for s in common], [vb[s] for s in common])
+        body.append([label, f"{100 * d['mean']:+.1f}", f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]",
+                     f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}", str(d["n"])])
+    return ["comparison", "difference (points)", "95 % CI", "paired t p", "sign test p", "seeds"], body
+
+
+@study("learner-input")
+def learner_input(ctx: Context, out: Path) -> tuple[list[dict[str, Any]], list[Section]]:
+    """Issue 21: is it the fingerprint or the learner? Every learner of ``grid_learners`` on every input
+    (``grid_spaces`` × ``grid_projections``, ``raw`` being the control), their late fusion
+    (``manifpt-fused``, chosen on validation only) and the baselines ``grid_baselines`` on images, on
+    the same ``grid_seeds`` splits; paired differences against the best baseline and the raw control."""
+    import json
+
+    from ..report import method_label
+
+    cfg = ctx.cfg
+    rows, sections = [], []
+    for name in cfg.datasets:
+        p = ctx.dataset(name)
+        task = f"learner-input:{name}"
+        r, _ = ctx.compare(p, out=out / name, models=p.main_models, task=task, spaces=cfg.grid_spaces,
+                           projections=cfg.grid_projections, learners=cfg.grid_learners, fuse=True,
+                           methods=cfg.grid_baselines, seeds=cfg.grid_seeds)
+        rows += r
+        acc = [x for x in r if x["metric"] == "accuracy" and "perturbation" not in x]
+        fused = next((x for x in acc if x["method"] == "manifpt-fused"), None)
+        cell = {(_learner_of(x["method"]), _input_label(x["method"], x["space"])): x for x in acc if x is not fused}
+        if fused is not None:
+            cell[("fused", "all (fused)")] = fused
+        inputs = sorted({i for _, i in cell}, key=lambda i: (i.startswith("images"), i.startswith("all"), i))
+        learners = list(dict.fromkeys(lr for lr, _ in cell))
+        body = [[learner, *(fmt_pm(cell[(learner, i)]["mean"], cell[(learner, i)]["std"], cell[(learner, i)]["n_seeds"],
+                                   True) if (learner, i) in cell else "" for i in inputs)] for learner in learners]
+        n = len(p.main_models)
+        text = (f"Model-type attribution, {n} models (chance {100 / n:.1f} %), accuracy (%) mean ± std over seeds "
+                f"{cfg.grid_seeds}, every cell on the same splits. A row is one learner, a column one input: "
+                "`raw` is the embedding itself (RGB raw: the image), `nn1` the artifact against the nearest real "
+                "image. Grid learners train on the training part and early-stop on the validation part; the "
+                "baselines' own rows keep their published protocol (trained on training + validation). The "
+                "fused method combines every grid cell, chosen on the validation part only (`manifpt.fusion`).")
+        sections.append(Section(f"Learner × input on {name}", text, tables=[(["learner", *inputs], body)]))
+        base = [x for x in acc if not x["method"].startswith("manifpt")]
+        if base:
+            best = max(base, key=lambda x: x["mean"])
+            ref = (best["method"], best["space"])
+            sections.append(Section(f"Paired differences on {name} against the best baseline, "
+                                    f"{method_label(*ref)}", tables=[paired_table(r, task, against=ref)]))
+        raw = "manifpt[raw]"
+        pairs, labels = [], []
+        for x in acc:  # each learner's artifact inputs against the same learner on the same space's raw input
+            m, s = x["method"], x["space"]
+            if not m.startswith("manifpt[raw]") and m != "manifpt-fused" and m.startswith("manifpt"):
+                learner = _learner_of(m)
+                ctrl = raw if learner == "attributor" else f"{raw}@{learner}"
+                pairs.append(((m, s), (ctrl, s)))
+                labels.append(f"{learner}: {_input_label(m, s)} − {s.upper()} raw")
+        if fused is not None and "rgb" in cfg.grid_spaces:
+            pairs.append((("manifpt-fused", fused["space"]), (raw, "rgb")))
+            labels.append("fused − raw control (attributor on RGB raw)")
+        sections.append(Section(f"Fingerprint or learner? Each learner's artifacts against its raw input, on {name}",
+                                "Each learner's accuracy on an artifact input minus its accuracy on the raw input of "
+                                "the same space, seed by seed. A significant positive difference says that the "
+                                "fingerprint (the difference to the nearest real image) helps that learner.",
+                                tables=[_paired_pairs(acc, pairs, labels)]))
+        weights: dict[str, list[float]] = {}
+        for f in sorted((out / name / "models").glob("manifpt-fused-*/seed-*/fusion.json")):
+            for m in json.loads(f.read_text())["members"]:
+                weights.setdefault(f"{method_label(m['method'], m['space'])}", []).append(m["weight"])
+        if weights:
+            wbody = [[k, f"{np.mean(v):.2f}", f"{np.count_nonzero(v)}/{len(v)}"]
+                     for k, v in sorted(weights.items(), key=lambda kv: -np.mean(kv[1]))]
+            sections.append(Section(f"What the fusion chose on {name}", "Greedy ensemble selection by validation NLL "
+                                    "over temperature-scaled probabilities (`manifpt.fusion`); mean weight over seeds "
+                                    "and the number of seeds in which the member was selected.",
+                                    tables=[(["member", "mean weight", "selected in"], wbody)]))
     return rows, sections
