@@ -183,3 +183,20 @@ def test_compare_with_learners_and_fusion(folders, tmp_path) -> None:
     assert acc[("manifpt-fused", "rgb")]["mean"] > 0.5  # three planted traces, chance 1/3
     with pytest.raises(UnknownNameError):
         compare_run(cfg.model_copy(update={"learners": ["knn"]}), None, show_progress=False)
+
+
+def test_compare_cli_learners_and_fuse(folders, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from manifpt.cli import app
+
+    real, gen = folders
+    args = ["compare", "--real", str(real), "--generated", str(gen), "--out", str(tmp_path / "c"), "--spaces", "rgb",
+            "--methods", "none", "--seeds", "2", "--max-per-class", "30", "--arch", "linear", "--epochs", "2",
+            "--learners", "attributor,linear", "--fuse", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert {x["method"] for x in rows if x["metric"] == "accuracy"} == {"manifpt", "manifpt@linear", "manifpt-fused"}
+    r = CliRunner().invoke(app, [*args[:-3], "--learners", "svm", "--quiet"])
+    assert r.exit_code != 0 and "svm" in r.output and "Traceback" not in r.output

@@ -398,6 +398,11 @@ def compare(
     size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
+    learners: Annotated[str, typer.Option(
+        help="Learners on every space × estimator's artifacts, comma list: attributor (ManiFPT), linear, wang20, "
+             "marra19 (docs/attribution.md).")] = "attributor",
+    fuse: Annotated[bool, typer.Option(help="Add manifpt-fused: late fusion of those methods, chosen on the "
+                                            "validation split.")] = False,
     attributor: dict[str, Any] | None = None,
     wild: dict[str, Any] | None = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
@@ -411,7 +416,9 @@ def compare(
     options = {"target": ("target", target), "spaces": ("spaces", [s for s in spaces.split(",") if s]),
                "methods": ("methods", names), "seeds": ("seeds", list(range(seeds))),
                "max_per_class": ("max_per_class", max_per_class), "size": ("size", size),
-               "projections": ("projection", projection.split(",")), **_wild_settings(wild or {})}
+               "projections": ("projection", projection.split(",")),
+               "learners": ("learners", [x for x in learners.split(",") if x]), "fuse": ("fuse", fuse),
+               **_wild_settings(wild or {})}
     cfg = CompareConfig(**{**merge_settings(ctx, config, options, attributor or {}), "real": str(real),
                            "generated": str(generated)})
     rows, _ = compare_run(cfg, out, show_progress=not quiet)

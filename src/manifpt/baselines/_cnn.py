@@ -100,13 +100,14 @@ class CNNBaseline(Baseline):
         return (torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device) - mean) / std
 
     def _check_fitted_inputs(self, images: np.ndarray) -> None:
-        """Inputs of the kind and shape the network was fitted on (uint8 images or float arrays)."""
+        """Inputs of the kind and shape the network was fitted on (uint8 images or float arrays); a
+        subclass's own ``_check`` first (its message names what does not fit)."""
+        self._check(images)
         arrays = images.dtype != np.uint8
         if arrays != (getattr(self, "input_stats_", None) is not None) or chw_shape(images) != self.input_shape_:
             kind = "float arrays" if self.input_stats_ is not None else "uint8 images"
             raise ValueError(f"{self.name} was fitted on {kind} of shape {self.input_shape_}, got "
                              f"{'float arrays' if arrays else 'uint8 images'} of shape {chw_shape(images)}")
-        self._check(images)
 
     def _check(self, images: np.ndarray) -> None:
         """Raise if these (already contract-checked) images cannot go through the fitted network."""
