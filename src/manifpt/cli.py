@@ -63,6 +63,14 @@ artifacts_app = typer.Typer(help="Compute, inspect and plot ManiFPT artifacts.")
 app.add_typer(artifacts_app, name="artifacts")
 console = Console()
 
+#: the options that every run over a real and a generated folder shares (fit, compare, openset)
+RealOpt = Annotated[Path, typer.Option(help="Folder of real images (the manifold).")]
+GeneratedOpt = Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")]
+SeedsOpt = Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")]
+MaxPerClassOpt = Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")]
+SizeOpt = Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")]
+QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
+
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of every error.")]
@@ -218,7 +226,7 @@ def artifacts(
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
     backend: Annotated[str, typer.Option(help="Search engine: auto, faiss, torch.")] = "auto",
     shard_size: Annotated[int, typer.Option(min=1, help="Images per shard (resume granularity).")] = 2048,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Compute artifacts of every generated image against the real manifold (resumable)."""
     if ctx.invoked_subcommand is not None:
@@ -343,16 +351,16 @@ def merge_settings(ctx: typer.Context, config: Path | None, options: dict[str, t
 @executor_options
 def fit(
     ctx: typer.Context,
-    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
-    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    real: RealOpt,
+    generated: GeneratedOpt,
     out: Annotated[Path, typer.Option(help="Run directory.")],
     space: Annotated[str, typer.Option(help="Embedding space: rgb, freq, sl, ssl.")] = "rgb",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
-    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
+    seeds: SeedsOpt = 3,
     config: ConfigOpt = None,
     attributor: dict[str, Any] | None = None,
-    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
-    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
+    max_per_class: MaxPerClassOpt = None,
+    size: SizeOpt = None,
     space_opt: Annotated[list[str] | None, typer.Option(help="Space option key=value (repeatable).")] = None,
     projection: Annotated[str, typer.Option(help="x* estimator: nn1, knn-mean, local-affine, autoencoder, raw.")]
     = "nn1",
@@ -360,7 +368,7 @@ def fit(
     tsne: Annotated[bool, typer.Option(help="Draw t-SNE panels.")] = True,
     allow_overlap: Annotated[bool, typer.Option(help="Allow evaluated images that are in the real set.")] = False,
     wild: dict[str, Any] | None = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Artifacts (cached) → one attributor per seed → accuracy, F1, FD ratio, NMI, report."""
     from .fit import FitConfig, fit_run
@@ -386,16 +394,16 @@ def fit(
 @executor_options
 def compare(
     ctx: typer.Context,
-    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
-    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    real: RealOpt,
+    generated: GeneratedOpt,
     out: Annotated[Path, typer.Option(help="Output directory.")],
     config: ConfigOpt = None,
     methods: Annotated[str, typer.Option(help="Baselines: 'all', 'none' or a comma list.")] = "all",
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb,freq,sl,ssl",
     target: Annotated[str, typer.Option(help="'model' or a factor column of models.yaml.")] = "model",
-    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
-    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
-    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
+    seeds: SeedsOpt = 3,
+    max_per_class: MaxPerClassOpt = None,
+    size: SizeOpt = None,
     projection: Annotated[str, typer.Option(
         help="x* estimators, comma list: nn1, knn-mean, local-affine, autoencoder, raw.")] = "nn1",
     learners: Annotated[str, typer.Option(
@@ -405,7 +413,7 @@ def compare(
                                             "validation split.")] = False,
     attributor: dict[str, Any] | None = None,
     wild: dict[str, Any] | None = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """ManiFPT in every space and the prior methods on the same splits: one table like the paper's Tab. 1."""
     from .baselines import list_baselines
@@ -436,8 +444,8 @@ def compare(
 @executor_options
 def openset(
     ctx: typer.Context,
-    real: Annotated[Path, typer.Option(help="Folder of real images (the manifold).")],
-    generated: Annotated[Path, typer.Option(help="Folder GENERATED/<model>/... (+ models.yaml).")],
+    real: RealOpt,
+    generated: GeneratedOpt,
     out: Annotated[Path, typer.Option(help="Output directory.")],
     unknown: Annotated[str | None, typer.Option(help="Models held out of training (comma list): the unseen "
                                                      "sources, the same every seed.")] = None,
@@ -445,12 +453,12 @@ def openset(
                                                       "unseen-<factor> (every source with one value of a "
                                                       "models.yaml factor, e.g. unseen-family).")] = None,
     spaces: Annotated[str, typer.Option(help="ManiFPT spaces: comma list.")] = "rgb",
-    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..N-1).")] = 3,
+    seeds: SeedsOpt = 3,
     config: ConfigOpt = None,
     attributor: dict[str, Any] | None = None,
-    max_per_class: Annotated[int | None, typer.Option(min=1, help="Subsample each class (seeded).")] = None,
-    size: Annotated[int | None, typer.Option(min=1, help="Resize every image to SIZE×SIZE.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    max_per_class: MaxPerClassOpt = None,
+    size: SizeOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Open-set attribution: reject held-out sources (AUROC / OSCR / TNR@95 per score), enrol, discover."""
     from .attribute.config import AttributorConfig
@@ -574,7 +582,7 @@ def experiment(
     data: Annotated[Path, typer.Option(help="Where real sets and zoos are built and reused.")] = Path("runs/data"),
     retrain: Annotated[bool, typer.Option(help="Train zoo models even where their exact build ships with "
                                                "manifpt.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The paper's experiments on the embedded benchmark: results.json + report.md/html per study."""
     from .experiments import load_experiment_config, run_experiments
