@@ -222,3 +222,73 @@ def test_direct_sqdist32_blocks_cover_every_pair_in_any_order(dim: int) -> None:
         want = ((base[idx].astype(np.float64) - x[qi]) ** 2).sum(1)
         got = direct_sqdist32(base, x, qi, idx)
         assert got.shape == want.shape and np.allclose(got, want, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- pixel lattice
+
+
+def test_lattice_codes_round_trip_and_refuse_other_values() -> None:
+    from manifpt.pruned import lattice_codes
+
+    k = np.arange(256, dtype=np.uint8)[None].repeat(3, 0)
+    x = get_space("rgb").embed(k.reshape(3, 16, 16))  # what RGB space computes: fl32(k) / fl32(255)
+    np.testing.assert_array_equal(lattice_codes(x), k.reshape(3, -1))
+    assert lattice_codes(x + np.float32(1e-7)) is None and lattice_codes(x * 2) is None
+    assert lattice_codes(-x[:, 1:]) is None and lattice_codes(np.full((1, 4), np.nan, np.float32)) is None
+
+
+@pytest.mark.parametrize("dim", [48, 20000])  # 20000 > 16384: the kernel's int32 partial sums roll over to int64
+def test_ssd_uint8_matches_numpy(dim: int) -> None:
+    from manifpt.pruned import ssd_uint8
+
+    rng = np.random.default_rng(dim)
+    codes = rng.integers(0, 256, (50, dim), dtype=np.uint8)
+    codes[0], xq = 255, rng.integers(0, 256, (7, dim), dtype=np.uint8)
+    xq[0] = 0  # the largest distance: 255² per coordinate
+    qi, idx = rng.integers(0, 7, 300), rng.integers(0, 50, 300)
+    qi[0], idx[0] = 0, 0
+    ref = ((codes[idx].astype(np.int64) - xq[qi].astype(np.int64)) ** 2).sum(1)
+    np.testing.assert_array_equal(ssd_uint8(codes, xq, qi, idx), ref)
+    assert ssd_uint8(codes, xq, qi[:0], idx[:0]).shape == (0,)
+
+
+def test_lattice_error_bounds_the_float32_distance() -> None:
+    """√d of the float32 vectors lies within E of the lattice distance's √d̃, at every scale, including
+    the largest (0 vs 255 everywhere) and 1-grey-level differences where E is relatively largest."""
+    from manifpt.pruned import LATTICE, U32, LatticeError
+
+    rng = np.random.default_rng(0)
+    dim = 3072
+    a = rng.integers(0, 256, (400, dim), dtype=np.int64)
+    b = a.copy()
+    b[:100] = rng.integers(0, 256, (100, dim))
+    b[100:200] = np.clip(a[100:200] + rng.integers(-1, 2, (100, dim)), 0, 255)
+    b[200:300, :1] = np.clip(a[200:300, :1] + 1, 0, 255)
+    a[300], b[300] = 0, 255
+    err = LatticeError(2 * U32 * np.sqrt(dim))
+    d_lat = ((a - b) ** 2).sum(1) / float(LATTICE**2)
+    fa, fb = (v.astype(np.float32) / np.float32(255) for v in (a, b))
+    d_true = ((fa.astype(np.float64) - fb.astype(np.float64)) ** 2).sum(1)
+    assert (err.lo(d_lat) <= d_true).all() and (d_true <= err.hi(d_lat)).all()
+
+
+def test_pruned_search_on_a_pixel_lattice_is_exact_at_ties_and_near_ties(patches: np.ndarray) -> None:
+    """RGB embeddings of photo patches: the uint8 lattice refinement, with exact duplicates and
+    one-grey-level neighbours (integer ties are frequent), equals float64 brute force, ties by index."""
+    real = patches[:1200].copy()
+    real[600:610] = real[:10]  # duplicates: the lower index must win
+    near = real[:40].copy()
+    near[:, 0, 0, 0] = np.clip(near[:, 0, 0, 0].astype(int) + 1, 0, 255)
+    queries = np.concatenate([near, patches[1200:1300]])
+    sp = get_space("rgb")
+    base, q = sp.embed(real), sp.embed(queries)
+    knn = ExactKNN("pruned", device="cpu").fit(base)
+    assert knn.sketch_.codes_ is not None  # the lattice path is taken
+    for k in (1, 3):
+        d, i = knn.search(q, k)
+        ref_d, ref_i = brute_force(q, base, k)
+        np.testing.assert_array_equal(i, ref_i)
+        np.testing.assert_allclose(d, ref_d, rtol=1e-6)
+    off = ExactKNN("pruned", device="cpu", memory_budget=base.nbytes // 8).fit(base)  # codes do not fit
+    assert off.sketch_.codes_ is None
+    np.testing.assert_array_equal(off.search(q, 1)[1], brute_force(q, base, 1)[1])

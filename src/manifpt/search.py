@@ -142,8 +142,9 @@ class ExactKNN:
             if (b := self.memory_budget) is not None:
                 # the sketch ≤ ¼ of the budget, the bound matrix and float64 blocks ≤ ⅒, the PCA sample ≤ ⅛
                 opts["m"] = max(8, min(opts["m"], b // (16 * n) - 1))
+                # the uint8 copy of a pixel-lattice base (RGB) ≤ ½: out of core it stays on disk as float32
                 opts.update(lb_budget=max(n, b // 40), chunk=max(dim, b // 80),
-                            sample=max(2 * opts["m"], min(2048, b // (64 * dim))))
+                            sample=max(2 * opts["m"], min(2048, b // (64 * dim))), codes_budget=b // 2)
             self.sketch_ = SketchIndex(m1=opts["m"], device=self._sketch_device(), **opts).fit(base)
             return self
         self._fit_float32(base)
