@@ -53,3 +53,18 @@ def folders(tmp_path_factory: pytest.TempPathFactory, patches: np.ndarray) -> tu
         "  m_stripes: {family: VAE, upsampling: nearest}\n"
         "  m_grid: {family: GAN, upsampling: nearest}\n")
     return real, gen
+
+
+@pytest.fixture(scope="session")
+def exp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`manifpt experiment all` on the tiny preset, once per session (the slow tests of
+    test_experiments.py and test_report_render.py read it)."""
+    from typer.testing import CliRunner
+
+    from manifpt.cli import app
+
+    out = tmp_path_factory.mktemp("exp")
+    r = CliRunner().invoke(app, ["experiment", "all", "--config", "tiny", "--out", str(out / "res"), "--data",
+                                 str(out / "data"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    return out / "res"

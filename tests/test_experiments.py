@@ -7,19 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from manifpt.cli import app
 from manifpt.experiments import ORDER, load_experiment_config
-
-
-@pytest.fixture(scope="module")
-def exp(tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp")
-    r = CliRunner().invoke(app, ["experiment", "all", "--config", "tiny", "--out", str(out / "res"), "--data",
-                                 str(out / "data"), "--quiet"])
-    assert r.exit_code == 0, r.output
-    return out / "res"
 
 
 @pytest.mark.slow

@@ -152,6 +152,24 @@ def test_openset_report_renders(browser, folders, tmp_path: Path) -> None:
     assert report_problems(browser, tmp_path / "o" / "report.html", "manifpt openset") == []
 
 
+@pytest.mark.slow
+def test_every_study_report_renders(browser, exp: Path) -> None:
+    """The tiny preset's run: every study's own report and the combined one (each figure loads, none is empty);
+    every study with per-seed accuracy rows for two or more methods shows its accuracy / paired-difference plot."""
+    from manifpt.experiments import ORDER
+
+    assert report_problems(browser, exp / "report.html", "manifpt experiment all (tiny)") == []
+    for name in ORDER:
+        report = exp / name / "report.html"
+        assert report_problems(browser, report, f"manifpt experiment {name} (tiny)",
+                               figures=name not in ("openset",)) == [], name
+    srcs = {name: [s for s, _, _ in render(browser, exp / name / "report.html")["images"]] for name in ORDER}
+    for name in ("model-type", "projection", "learner-input", "robustness", "train-data"):
+        assert any(s.startswith("accuracy-") for s in srcs[name]), (name, srcs[name])
+    assert any(s.startswith("density-") for s in srcs["density"])
+    assert any(s.startswith("theory-") for s in srcs["theory"])
+
+
 def test_a_damaged_report_is_caught(browser, fit_run: Path, tmp_path: Path) -> None:
     """Negative control: the checker does fail on a missing and on a corrupt figure."""
     bad = tmp_path / "bad"
