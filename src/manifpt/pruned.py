@@ -51,6 +51,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ def _compile_ssd():
 
 
 _SSD = None
+#: numba's fallback threading layer (workqueue, where no OpenMP/TBB is found) must not be entered twice
+_SSD_LOCK = threading.Lock()
 
 
 def ssd_uint8(codes: np.ndarray, xq: np.ndarray, qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -108,7 +111,8 @@ def ssd_uint8(codes: np.ndarray, xq: np.ndarray, qi: np.ndarray, idx: np.ndarray
         _SSD = _compile_ssd()
     out = np.empty(len(qi), np.int64)
     if len(qi):
-        _SSD(codes, xq, np.ascontiguousarray(qi, np.int64), np.ascontiguousarray(idx, np.int64), out)
+        with _SSD_LOCK:
+            _SSD(codes, xq, np.ascontiguousarray(qi, np.int64), np.ascontiguousarray(idx, np.int64), out)
     return out
 
 
