@@ -62,6 +62,12 @@ def test_vector_mlp_and_linear(planted: dict) -> None:
         att.fit(X[sp["train"]], y[sp["train"]], X[sp["val"]], y[sp["val"]])
         assert (att.predict(X[sp["test"]]) == y[sp["test"]]).mean() > 0.9, arch
         assert att.transform(X[:4]).shape == (4, 256 if arch == "mlp" else X.shape[1])
+        # one forward pass gives what decision_function, transform and predict_proba give in three
+        logits, feats = att.outputs(X[:300])
+        np.testing.assert_array_equal(logits, att.decision_function(X[:300]))
+        np.testing.assert_array_equal(feats, att.transform(X[:300]))
+        np.testing.assert_array_equal(att.softmax(logits), att.predict_proba(X[:300]))
+        assert [a.shape for a in att.outputs(X[:0])] == [(0, 3), (0, feats.shape[1])]
 
 
 def test_save_load_round_trip_and_no_code_execution(planted: dict, tmp_path) -> None:

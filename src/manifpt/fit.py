@@ -241,8 +241,11 @@ class Run:
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """Mean class probabilities over the seeds' attributors, plus nearest real index and distance."""
         _, proj, art = self.manifold.transform(images)
-        self.last_artifacts_ = art
-        probs = np.mean([m.predict_proba(art) for m in self.models], axis=0)
+        # one forward pass per seed: its logits give the probabilities here and, with its features,
+        # every open-set score in ``open_set``
+        self.last_artifacts_, self.last_outputs_ = art, [m.outputs(art) for m in self.models]
+        probs = np.mean([m.softmax(logits) for m, (logits, _) in zip(self.models, self.last_outputs_, strict=True)],
+                        axis=0)
         return probs, self.models[0].classes_.tolist(), proj.index, proj.sqdist
 
     def open_set(self, art: np.ndarray, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -250,7 +253,10 @@ class Run:
         class and ratio: the first seed's / the mean); ``None`` when the run has no calibration."""
         if not self.scorers or any(s is None for s in self.scorers):
             return None
-        out = [s.predict_open(art, score) for s in self.scorers]
+        outputs = getattr(self, "last_outputs_", None)
+        if outputs is None or art is not self.last_artifacts_:
+            outputs = [None] * len(self.scorers)
+        out = [s.predict_open(art, score, o) for s, o in zip(self.scorers, outputs, strict=True)]
         unknown = np.mean([o[1] for o in out], axis=0) > 0.5
         return out[0][0], unknown, np.mean([o[2] for o in out], axis=0)
 

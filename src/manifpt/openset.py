@@ -141,23 +141,35 @@ class OpenSetScorer:
         other.enroll(name, X_new)
         return other
 
-    def classify(self, X: np.ndarray) -> np.ndarray:
+    def _outputs(self, X: np.ndarray, outputs: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, features) of ``X``: ``outputs`` when the caller has them (``Attributor.outputs``)."""
+        if outputs is not None:
+            return outputs
+        if hasattr(self.attributor, "outputs"):
+            return self.attributor.outputs(X)
+        return self.attributor.decision_function(X), self.attributor.transform(X)
+
+    def classify(self, X: np.ndarray, outputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The attributor's class, or, once a source is enrolled, the nearest class mean (unit-normalised
         features) over the known and enrolled sources."""
+        logits, f = self._outputs(X, outputs)
         if not self.enrolled_:
-            return np.asarray(self.attributor.predict(X))
+            return np.asarray(self.attributor.classes_)[np.asarray(logits).argmax(1)]
         names = [*self.classes_, *self.enrolled_]
         means = _unit(np.stack([self.train_unit_[self.train_codes_ == c].mean(0) for c in range(len(names))]))
-        return nearest_mean(names, means, self.attributor.transform(X))
+        return nearest_mean(names, means, f)
 
-    def predict_open(self, X: np.ndarray, score: str = "knn") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_open(self, X: np.ndarray, score: str = "knn", outputs: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(``classify``'s class of each artifact, whether it is rejected as unknown, its score ÷ the
-        threshold); the class is reported for rejected images too (the nearest known source)."""
+        threshold); the class is reported for rejected images too (the nearest known source).
+        ``outputs``: the attributor's (logits, features) of ``X``, when already computed."""
         if score not in self.thresholds:
             raise ValueError(f"score '{score}' is not calibrated (call calibrate; scores: {', '.join(SCORES)})")
-        s = self.scores(X)[score]
+        outputs = self._outputs(X, outputs)
+        s = self.scores(X, outputs)[score]
         thr = self.thresholds[score]
-        return self.classify(X), s > thr, s / thr if thr > 0 else s
+        return self.classify(X, outputs), s > thr, s / thr if thr > 0 else s
 
     def save(self, directory: str | Path) -> None:
         """``openset.safetensors`` + ``openset.json`` next to the attributor (no pickle)."""
@@ -209,11 +221,11 @@ class OpenSetScorer:
         self._index()
         return self
 
-    def scores(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def scores(self, X: np.ndarray, outputs: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Every unknown-score of each artifact (higher = more likely unseen source)."""
-        logits = np.asarray(self.attributor.decision_function(X), np.float64)
+        logits, f = self._outputs(X, outputs)
+        logits, f = np.asarray(logits, np.float64), np.asarray(f, np.float64)
         proba = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
-        f = np.asarray(self.attributor.transform(X), np.float64)
         d, _ = self.knn_.kneighbors(_unit(f))
         diff = (f[:, None, :] - self.means_[None]) @ self.basis_
         maha = np.einsum("nkd,de,nke->nk", diff, self.precision_, diff).min(1)

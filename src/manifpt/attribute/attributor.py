@@ -152,6 +152,23 @@ class Attributor(ClassifierMixin, BaseEstimator):
         """Penultimate features (the attributor's learned fingerprint space)."""
         return self._apply(X, lambda net, xb: net.features(xb).float(), 0)
 
+    def outputs(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, penultimate features) from one forward pass: what ``predict`` needs per batch for
+        the probabilities and every open-set score, instead of one pass for each."""
+        check_is_fitted(self, "net_")
+        k = len(self.classes_)
+
+        def both(net: Net, xb: torch.Tensor) -> torch.Tensor:
+            f = net.features(xb)
+            return torch.cat([net.head(f).float(), f.float()], 1)
+        out = self._apply(X, both, k + self.net_.dim)
+        return out[:, :k], out[:, k:]
+
+    @staticmethod
+    def softmax(logits: np.ndarray) -> np.ndarray:
+        """``predict_proba``'s softmax of given logits (the same float32 operation)."""
+        return torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, np.float32)), 1).numpy()
+
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` + ``attributor.json`` atomically."""
