@@ -240,6 +240,8 @@ class SketchIndex:
                     self.codes_[lo:lo + len(block)] = codes
         self.mean_ /= n
         self.lattice_error_ = LatticeError(2 * U32 * math.sqrt(dim))
+        if self.codes_ is not None:  # compile (or load the cached) kernel now, not in the first search
+            ssd_uint8(self.codes_[:1], self.codes_[:1], np.zeros(1, np.int64), np.zeros(1, np.int64))
         rng = np.random.default_rng(self.seed)
         rows = np.sort(rng.choice(n, min(n, self.sample), replace=False))
         s = np.asarray(base[rows], np.float64) - self.mean_
