@@ -23,7 +23,7 @@ base rows, so the base can stay on disk (``cache.DiskRows``): RAM holds the floa
 
 Pixel lattices. When every base value is a float32 k/255 (RGB space: ``pixels / 255``), the base is
 also kept as uint8 codes, a quarter of its bytes, and queries on the same lattice are refined by an
-exact integer Σ(a − b)² (``ssd_uint8``, compiled): 4× fewer bytes read per pair, which is what
+exact integer Σ(a − b)² (``ssd_uint8``, compiled with numba): 4× fewer bytes read per pair, which is what
 refinement costs. Its distance is that of the ideal lattice points; the float32 values differ from
 them by ≤ u₃₂ per coordinate, so √d of the float32 vectors is within E = 2u₃₂√D of √d̃ (``LatticeError``),
 a bound far tighter than float32 refinement's and used the same way.
@@ -51,7 +51,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,12 +80,14 @@ def lattice_codes(x: np.ndarray) -> np.ndarray | None:
 
 
 def _compile_ssd():
-    from numba import njit, prange
+    from numba import njit
 
-    @njit(parallel=True, nogil=True, cache=True)
+    # one thread: numba's parallel loop (its own OpenMP runtime beside torch's and the BLAS threads that
+    # spin after a GEMM) measured 5-13 µs per 48 KB-row pair inside a search, the plain loop ~2 µs
+    @njit(nogil=True, cache=True)
     def ssd(codes, xq, qi, idx, out):  # pragma: no cover (compiled)
         d = codes.shape[1]
-        for p in prange(len(qi)):
+        for p in range(len(qi)):
             a, b = codes[idx[p]], xq[qi[p]]
             s = np.int64(0)
             for lo in range(0, d, 16384):  # int32 partial sums: 16384·255² < 2³¹
@@ -100,19 +101,16 @@ def _compile_ssd():
 
 
 _SSD = None
-#: numba's fallback threading layer (workqueue, where no OpenMP/TBB is found) must not be entered twice
-_SSD_LOCK = threading.Lock()
 
 
 def ssd_uint8(codes: np.ndarray, xq: np.ndarray, qi: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Exact Σ (xq[qi] − codes[idx])² per pair, as int64 (uint8 rows; numba, on all cores)."""
+    """Exact Σ (xq[qi] − codes[idx])² per pair, as int64 (uint8 rows; numba, compiled once and cached)."""
     global _SSD
     if _SSD is None:
         _SSD = _compile_ssd()
     out = np.empty(len(qi), np.int64)
     if len(qi):
-        with _SSD_LOCK:
-            _SSD(codes, xq, np.ascontiguousarray(qi, np.int64), np.ascontiguousarray(idx, np.int64), out)
+        _SSD(codes, xq, np.ascontiguousarray(qi, np.int64), np.ascontiguousarray(idx, np.int64), out)
     return out
 
 
