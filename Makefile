@@ -69,6 +69,7 @@ bench: $(EXTRAS) data-deps photo-deps
 	$(PY) benchmarks/estimators.py --out runs/bench/estimators.json
 	$(PY) benchmarks/scale.py --out runs/bench/scale.json --plot docs/scale-growth.png $(if $(wildcard runs/zoo64/gen/models.yaml),--zoo runs/zoo64/gen)
 	$(PY) benchmarks/refine_floor.py --out runs/bench/refine_floor.json
+	$(PY) benchmarks/sketch_sweep.py --out runs/bench/sketch_sweep.json
 	$(PY) benchmarks/throughput.py --out runs/bench/throughput.json
 	$(PY) benchmarks/ray_scale.py --out runs/bench/ray_scale.json
 	$(PY) benchmarks/predict_stream.py --out runs/bench/predict_stream.json
