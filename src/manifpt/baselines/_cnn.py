@@ -25,8 +25,7 @@ from ..nn.train import History, TrainConfig, Transform, apply, fit_classifier, l
 from ..runtime import default_device, to_float_tensor
 from ..spaces.cnn import IMAGENET_MEAN, IMAGENET_STD
 from ..splits import stratified_split
-from .base import Baseline, check_images
-from .base import check_arrays as check_arrays
+from .base import Baseline, check_arrays, check_images
 
 GRAY_MEAN = sum(IMAGENET_MEAN) / 3
 GRAY_STD = sum(IMAGENET_STD) / 3
