@@ -210,3 +210,10 @@ class ArrayMethod:
 
     def save(self, directory: Path) -> None:
         self.model.save(directory)
+
+
+def method_label(method: str, space: str) -> str:
+    """A results row's display name: ``ManiFPT-RGB``, ``ManiFPT-RGB[raw]@marra19``, a baseline's own name."""
+    if method.startswith("manifpt"):
+        return f"ManiFPT-{space.upper()}" + method.removeprefix("manifpt")
+    return method

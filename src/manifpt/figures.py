@@ -194,8 +194,8 @@ def accuracy_figure(rows: list[dict], path: str | Path, task: str | None = None,
     Right, when two methods have several seeds: each one's paired difference from the best (points,
     95 % CI, the numbers of ``report.paired_table``). Both are needed: seeds share splits, so two
     methods' overlapping bars can still differ significantly, which only the paired interval shows."""
-    from .metrics import mean_ci
-    from .report import method_label, paired_differences
+    from .evaluate import method_label
+    from .metrics import mean_ci, paired_differences
 
     rows = sorted((r for r in rows if r["metric"] == metric and "perturbation" not in r and r.get("values")
                    and (task is None or r["task"] == task)), key=lambda r: r["mean"])  # barh fills from the bottom

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -153,3 +154,32 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     else:
         t_p = float(stats.ttest_rel(a, b).pvalue)
     return {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "t_p": t_p, "sign_p": sign_p}
+
+
+def by_seed(r: dict[str, Any]) -> dict[int, float]:
+    """A row's per-seed values by seed (by position for rows that do not name their seeds)."""
+    return dict(zip(r.get("seeds", range(len(r["values"]))), r["values"], strict=True))
+
+
+Key = tuple[str, str]  # (method, space)
+
+
+def paired_differences(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
+                       against: Key | None = None) -> tuple[Key, list[tuple[Key, dict[str, float]]]] | None:
+    """Every method against one (``against``: (method, space); default the best mean) on the seeds
+    both have (``metrics.paired_difference``), best first: ``(reference, [(method, difference)])``.
+    ``None`` with fewer than two methods with several seeds. One computation for the table and the figure."""
+    rows = [r for r in rows if r["metric"] == metric and "perturbation" not in r and (task is None or r["task"] == task)
+            and len(r.get("values", [])) > 1]
+    if len({(r["method"], r["space"]) for r in rows}) < 2:
+        return None
+    by = {(r["method"], r["space"]): r for r in rows}
+    ref = against if against in by else max(by, key=lambda k: by[k]["mean"])
+    b = by_seed(by[ref])
+    out = []
+    for key, r in sorted(by.items(), key=lambda kv: -kv[1]["mean"]):
+        if key != ref:
+            a = by_seed(r)
+            common = sorted(set(a) & set(b))
+            out.append((key, paired_difference([a[s] for s in common], [b[s] for s in common])))
+    return ref, out

@@ -78,8 +78,10 @@ def summarise(res: dict[tuple[str, str], list[dict[str, Any]]], task: str, title
                  "known sources' test split with every image of the held-out sources."),
         Section("Enrolment: a held-out source added from k of its images (nearest class mean)", tables=[
             (["space", "k", "accuracy on the new source (%)", "accuracy on known sources (%)"], enrol_body)]),
-        Section(f"Discovery: k-means on the images that {DISCOVERY_SCORE} rejects", tables=[
-            (["space", "NMI", "ARI", "purity", "clusters found", "true sources", "rejected images"], disc_body)])]
+        Section(f"Discovery: k-means on the images that {DISCOVERY_SCORE} rejects",
+                "" if disc_body else f"No seed rejected enough images with {DISCOVERY_SCORE} to cluster them.",
+                tables=[(["space", "NMI", "ARI", "purity", "clusters found", "true sources", "rejected images"],
+                         disc_body)] if disc_body else [])]
 
 
 def baseline_openset(name: str, options: dict[str, Any], images: np.ndarray, y: np.ndarray, unknown: list[str],

@@ -20,7 +20,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .cache import atomic_write_text
+from .evaluate import method_label as method_label
 from .figures import save_figure
+from .metrics import Key, paired_differences
+from .metrics import by_seed as by_seed
 
 
 @dataclass
@@ -214,12 +217,6 @@ def write_fit_report(out: Path, run: dict[str, Any], rows: list[dict[str, Any]],
     write_report(out, f"manifpt fit: {cfg['target']} from {cfg['space'].upper()} artifacts", sections)
 
 
-def method_label(method: str, space: str) -> str:
-    if method.startswith("manifpt"):
-        return f"ManiFPT-{space.upper()}" + method.removeprefix("manifpt")
-    return method
-
-
 def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Paper Tab. 1 layout: one line per method; accuracy ± std, macro-F1 and FD ratios (clean test
     images; ``robustness_table`` has the perturbed ones)."""
@@ -240,37 +237,6 @@ def paper_table(rows: Sequence[dict[str, Any]], task: str | None = None) -> tupl
     body = [[method_label(m, s), get(m, s, "accuracy"), get(m, s, "macro_f1"), get(m, s, "fd_ratio_features"),
              get(m, s, "fd_ratio_artifacts")] for m, s in keys]
     return header, body
-
-
-def by_seed(r: dict[str, Any]) -> dict[int, float]:
-    """A row's per-seed values by seed (by position for rows that do not name their seeds)."""
-    return dict(zip(r.get("seeds", range(len(r["values"]))), r["values"], strict=True))
-
-
-Key = tuple[str, str]  # (method, space)
-
-
-def paired_differences(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",
-                       against: Key | None = None) -> tuple[Key, list[tuple[Key, dict[str, float]]]] | None:
-    """Every method against one (``against``: (method, space); default the best mean) on the seeds
-    both have (``metrics.paired_difference``), best first: ``(reference, [(method, difference)])``.
-    ``None`` with fewer than two methods with several seeds. One computation for the table and the figure."""
-    from .metrics import paired_difference
-
-    rows = [r for r in rows if r["metric"] == metric and "perturbation" not in r and (task is None or r["task"] == task)
-            and len(r.get("values", [])) > 1]
-    if len({(r["method"], r["space"]) for r in rows}) < 2:
-        return None
-    by = {(r["method"], r["space"]): r for r in rows}
-    ref = against if against in by else max(by, key=lambda k: by[k]["mean"])
-    b = by_seed(by[ref])
-    out = []
-    for key, r in sorted(by.items(), key=lambda kv: -kv[1]["mean"]):
-        if key != ref:
-            a = by_seed(r)
-            common = sorted(set(a) & set(b))
-            out.append((key, paired_difference([a[s] for s in common], [b[s] for s in common])))
-    return ref, out
 
 
 def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric: str = "accuracy",

@@ -464,8 +464,7 @@ def _learner_of(method: str) -> str:
 def _paired_pairs(rows: list[dict[str, Any]], pairs: list[tuple[tuple[str, str], tuple[str, str]]],
                   labels: list[str]) -> tuple[list[str], list[list[str]]]:
     """One line per (A, B) pair: A − B seed by seed (``metrics.paired_difference``), in points."""
-    from ..metrics import paired_difference
-    from ..report import by_seed
+    from ..metrics import by_seed, paired_difference
 
     by = {(r["method"], r["space"]): r for r in rows}
     body = []
