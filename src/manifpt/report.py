@@ -248,10 +248,18 @@ def paired_table(rows: Sequence[dict[str, Any]], task: str | None = None, metric
     if paired is None:
         return None
     ref, diffs = paired
-    body = [[method_label(*key), f"{100 * d['mean']:+.1f}", f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]",
-             f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}", str(d["n"])] for key, d in diffs]
-    return ([f"method − {method_label(*ref)}", "difference (points)", "95 % CI", "paired t p", "sign test p",
-             "seeds"], body)
+    return [f"method − {method_label(*ref)}", *PAIRED_COLUMNS], [[method_label(*key), *paired_cells(d)]
+                                                                 for key, d in diffs]
+
+
+#: the columns ``paired_cells`` fills
+PAIRED_COLUMNS = ("difference (points)", "95 % CI", "paired t p", "sign test p", "seeds")
+
+
+def paired_cells(d: dict[str, float]) -> list[str]:
+    """A ``metrics.paired_difference`` result as table cells (``PAIRED_COLUMNS``), in points."""
+    return [f"{100 * d['mean']:+.1f}", f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]", f"{d['t_p']:.3g}",
+            f"{d['sign_p']:.3g}", str(d["n"])]
 
 
 def slug(text: str) -> str:

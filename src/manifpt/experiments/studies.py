@@ -465,6 +465,7 @@ def _paired_pairs(rows: list[dict[str, Any]], pairs: list[tuple[tuple[str, str],
                   labels: list[str]) -> tuple[list[str], list[list[str]]]:
     """One line per (A, B) pair: A − B seed by seed (``metrics.paired_difference``), in points."""
     from ..metrics import by_seed, paired_difference
+    from ..report import PAIRED_COLUMNS, paired_cells
 
     by = {(r["method"], r["space"]): r for r in rows}
     body = []
@@ -474,9 +475,8 @@ def _paired_pairs(rows: list[dict[str, Any]], pairs: list[tuple[tuple[str, str],
         va, vb = by_seed(by[a]), by_seed(by[b])
         common = sorted(set(va) & set(vb))
         d = paired_difference([va[s] for s in common], [vb[s] for s in common])
-        body.append([label, f"{100 * d['mean']:+.1f}", f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]",
-                     f"{d['t_p']:.3g}", f"{d['sign_p']:.3g}", str(d["n"])])
-    return ["comparison", "difference (points)", "95 % CI", "paired t p", "sign test p", "seeds"], body
+        body.append([label, *paired_cells(d)])
+    return ["comparison", *PAIRED_COLUMNS], body
 
 
 @study("learner-input")
