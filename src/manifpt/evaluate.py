@@ -189,15 +189,14 @@ class ArrayMethod:
         memory when this seed and split were fitted before."""
         import hashlib
 
+        X = self.X if self.X_fit is None else self.X_fit
+        if not self.keep_fits:  # nothing combines this method: no key to hash, nothing kept
+            return self.make(seed).fit(X[train], labels[train], X[val], labels[val])
         split = b"".join(np.ascontiguousarray(a).tobytes() for a in (train, val, labels))
         key = (seed, hashlib.sha1(split).hexdigest())
-        if key in self._fits:
-            return self._fits[key]
-        X = self.X if self.X_fit is None else self.X_fit
-        model = self.make(seed).fit(X[train], labels[train], X[val], labels[val])
-        if self.keep_fits:
-            self._fits[key] = model
-        return model
+        if key not in self._fits:
+            self._fits[key] = self.make(seed).fit(X[train], labels[train], X[val], labels[val])
+        return self._fits[key]
 
     def predict_proba(self, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return self.predict_inputs(self.X[idx])
